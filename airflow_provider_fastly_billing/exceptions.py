@@ -1,0 +1,31 @@
+"""Errors raised for Fastly API answers, so callers can tell what went wrong without reading HTTP."""
+
+from __future__ import annotations
+
+
+class FastlyApiError(Exception):
+    """
+    Fastly answered with an error, an unreadable body, or not at all.
+
+    :param status: HTTP status code, or ``None`` when no answer arrived (connection error, timeout).
+    :param path: the request path and query; it never holds the token, which travels in a header.
+    :param msg: Fastly's ``msg`` (or ``title``) for the error, when the body had one.
+    :param detail: Fastly's ``detail``, when the body had one.
+    """
+
+    def __init__(self, status: int | None, path: str, msg: str, detail: str | None = None) -> None:
+        self.status = status
+        self.path = path
+        self.msg = msg
+        self.detail = detail
+        where = f"GET {path}"
+        head = f"Fastly API error {status} on {where}" if status else f"Fastly API unreachable on {where}"
+        super().__init__(f"{head}: {msg}" + (f" ({detail})" if detail else ""))
+
+
+class FastlyAuthError(FastlyApiError):
+    """401 or 403: the token is missing, invalid, or lacks the Billing role."""
+
+
+class FastlyNotFoundError(FastlyApiError):
+    """404: no such invoice, customer or month."""

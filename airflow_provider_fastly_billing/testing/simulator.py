@@ -1,0 +1,412 @@
+"""
+A local Fastly billing API, for demos and tests with no network and no real token.
+
+It serves the billing endpoints with deterministic invoices, checks ``Fastly-Key``, answers the
+month-to-date estimate with 202 until it is "generated", applies a rate limit, and injects faults on
+request (error statuses, delays, dropped connections, truncated or mislabelled bodies)::
+
+    with FastlySimulator() as sim:
+        hook_conn = {"conn_type": "fastly", "host": sim.url, "password": sim.token}
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from airflow_provider_fastly_billing.testing import invoices
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+DEFAULT_TOKEN = "sim-billing-token"
+NO_BILLING_TOKEN = "sim-token-without-billing"
+RATE_LIMIT_MESSAGE = "You have exceeded your hourly rate limit. Please wait before making more requests."
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the simulator received it."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+
+
+@dataclass
+class Fault:
+    """
+    A fault the simulator applies to the next matching requests.
+
+    :param kind: ``status`` (answer ``status`` with an error body, HTML if ``html``), ``delay`` (sleep
+        ``seconds`` first, then answer normally), ``drop`` (send half the body, then close the
+        connection), ``truncate`` (send half the body as if complete), ``content_type`` (the right body
+        labelled ``text/html``), ``reset`` (close the connection without answering).
+    :param times: how many requests it applies to.
+    :param path: applies only to request paths containing this text.
+    """
+
+    kind: str
+    times: int = 1
+    status: int = 503
+    seconds: float = 0.0
+    html: bool = False
+    path: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class _Reply(Exception):
+    """Raised inside routing to answer at once with an error."""
+
+    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        super().__init__(status)
+        self.status, self.body, self.headers = status, body, headers or {}
+
+
+def _to_json(value: Any) -> bytes:
+    # Decimals become JSON numbers with their exact digits (every amount here has at most 15).
+    return json.dumps(value, default=lambda d: float(d) if isinstance(d, Decimal) else str(d)).encode()
+
+
+class FastlySimulator:
+    """
+    A Fastly billing API on ``127.0.0.1``, in a background thread.
+
+    :param port: the port to listen on; 0 picks a free one (see :attr:`url`).
+    :param token: the valid API token with billing rights. :data:`NO_BILLING_TOKEN` is valid without them.
+    :param account_customers: number of customers on the account; the first is the token's own.
+    :param first_month: ``(year, month)`` of the account's first invoice.
+    :param mtd_pending: how many 202 answers a month-to-date estimate gives before it is ready.
+    :param mtd_ready_after: seconds after its first request that an estimate is ready (with ``mtd_pending``,
+        both must pass).
+    :param no_estimate_customers: customer ids that can never get an estimate (parent-pay accounts).
+    :param rate_limit: requests allowed per ``rate_limit_window`` seconds; ``None`` for no limit.
+    :param rate_limit_window: the window's length in seconds.
+    :param retry_after: send ``Retry-After`` on 429 answers (Fastly documents only the reset header).
+    :param latency: seconds added to every answer.
+    :param pdf_padding: bytes added to every PDF, to test large downloads.
+    :param string_amounts: send line items' units, rates and amounts as JSON strings, as some real
+        answers do (Fastly's own client rejects those).
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        token: str = DEFAULT_TOKEN,
+        account_customers: int = 3,
+        first_month: tuple[int, int] = (2024, 1),
+        mtd_pending: int = 0,
+        mtd_ready_after: float = 0.0,
+        no_estimate_customers: Iterable[str] = (),
+        rate_limit: int | None = None,
+        rate_limit_window: float = 3600.0,
+        retry_after: bool = True,
+        latency: float = 0.0,
+        pdf_padding: int = 0,
+        string_amounts: bool = False,
+    ) -> None:
+        self.token = token
+        self.customers = [invoices.base62(f"customer:{n}") for n in range(account_customers)]
+        self.first_month = first_month
+        self.mtd_pending = mtd_pending
+        self.mtd_ready_after = mtd_ready_after
+        self.no_estimate_customers = set(no_estimate_customers)
+        self.rate_limit = rate_limit
+        self.rate_limit_window = rate_limit_window
+        self.retry_after = retry_after
+        self.latency = latency
+        self.pdf_padding = pdf_padding
+        self.string_amounts = string_amounts
+        self.requests: list[RecordedRequest] = []
+        self.faults: deque[Fault] = deque()
+        self.max_in_flight = 0
+        self.rate_limited = 0
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self._mtd_seen: dict[tuple[str, str], list[float]] = {}
+        self._window = (0.0, 0)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(self))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def customer_id(self) -> str:
+        """The id of the token's own customer."""
+        return self.customers[0]
+
+    @property
+    def url(self) -> str:
+        """The base URL to put in a ``fastly`` connection's host."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def connection(self, token: str | None = None) -> dict[str, Any]:
+        """The JSON form of an Airflow connection to this simulator (for ``AIRFLOW_CONN_...``)."""
+        return {"conn_type": "fastly", "host": self.url, "password": token or self.token}
+
+    def start(self) -> FastlySimulator:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="fastly-simulator", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FastlySimulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def inject(self, kind: str, times: int = 1, **options: Any) -> None:
+        """Apply a :class:`Fault` to the next ``times`` matching requests."""
+        self.faults.append(Fault(kind, times, **options))
+
+    def reset(self) -> None:
+        """Forget recorded requests, pending faults, rate-limit use and estimate progress."""
+        with self._lock:
+            self.requests.clear()
+            self.faults.clear()
+            self._mtd_seen.clear()
+            self._window = (0.0, 0)
+            self.max_in_flight = self.rate_limited = 0
+
+    def billing_requests(self) -> list[RecordedRequest]:
+        """The recorded requests to billing endpoints."""
+        return [r for r in self.requests if r.path.startswith("/billing/")]
+
+    # Data -----------------------------------------------------------------------------------------
+
+    def customer_index(self, customer_id: str) -> int:
+        try:
+            return self.customers.index(customer_id)
+        except ValueError:
+            raise _Reply(404, {"msg": "Record not found", "detail": f"No customer {customer_id}"}) from None
+
+    def charges(
+        self, customer_id: str, year: int, month: int, *, estimate: bool = False
+    ) -> invoices.InvoiceCharges:
+        """The charges of a customer's month, or a 404 outside the account's life."""
+        now = time.gmtime()
+        if not (self.first_month <= (year, month) <= (now.tm_year, now.tm_mon)) or not 1 <= month <= 12:
+            raise _Reply(404, {"msg": "Record not found", "detail": f"No invoice for {year:04d}-{month:02d}"})
+        index = self.customer_index(customer_id)
+        current = (year, month) == (now.tm_year, now.tm_mon)
+        return invoices.charges_for(
+            customer_id, index, year, month, scale=0.5 if estimate or current else 1.0
+        )
+
+    def invoice(self, customer_id: str, year: int, month: int) -> dict[str, Any]:
+        """The v2 invoice (``BillingResponse``) of a customer's month."""
+        now = time.gmtime()
+        status = "Pending" if (year, month) == (now.tm_year, now.tm_mon) else "Paid"
+        body = invoices.v2_invoice(self.charges(customer_id, year, month), status)
+        if self.string_amounts:
+            for item in body["line_items"]:
+                for key in ("units", "rate_per_unit", "amount"):
+                    item[key] = str(item[key])
+        return body
+
+    def invoice_by_id(self, customer_id: str, invoice_id: int) -> dict[str, Any]:
+        decoded = invoices.decode_invoice_id(invoice_id)
+        if decoded is None or decoded[0] != self.customer_index(customer_id):
+            raise _Reply(404, {"msg": "Record not found", "detail": f"No invoice {invoice_id}"})
+        return self.invoice(customer_id, decoded[1], decoded[2])
+
+    def invoice_ids(self, customer_id: str) -> list[int]:
+        """Ids of every invoice of a customer, oldest first."""
+        index = self.customer_index(customer_id)
+        now = time.gmtime()
+        first, last = invoices.month_index(*self.first_month), invoices.month_index(now.tm_year, now.tm_mon)
+        return [invoices.invoice_id_for(index, m // 12, m % 12 + 1) for m in range(first, last + 1)]
+
+    def _estimate_ready(self, key: tuple[str, str]) -> bool:
+        with self._lock:
+            seen = self._mtd_seen.setdefault(key, [])
+            seen.append(time.monotonic())
+            return len(seen) > self.mtd_pending and seen[-1] - seen[0] >= self.mtd_ready_after
+
+    def estimate(self, customer_id: str, year: int, month: int) -> dict[str, Any] | None:
+        """The v2 estimate, or ``None`` while it is being generated."""
+        self.customer_index(customer_id)
+        if customer_id in self.no_estimate_customers:
+            raise _Reply(422, {"msg": "Month-to-date estimate unavailable", "detail": "parent-pay account"})
+        charges = self.charges(customer_id, year, month, estimate=True)
+        if not self._estimate_ready((customer_id, f"{year:04d}-{month:02d}")):
+            return None
+        return invoices.v2_estimate(charges)
+
+    # Request handling -----------------------------------------------------------------------------
+
+    def _check_rate_limit(self) -> dict[str, str]:
+        if self.rate_limit is None:
+            return {}
+        with self._lock:
+            now = time.time()
+            start, used = self._window
+            if now - start >= self.rate_limit_window:
+                start, used = now, 0
+            reset = start + self.rate_limit_window
+            allowed = used < self.rate_limit
+            self._window = (start, used + allowed)
+            headers = {
+                "Fastly-RateLimit-Remaining": str(max(self.rate_limit - used - allowed, 0)),
+                "Fastly-RateLimit-Reset": str(int(reset) + 1),
+            }
+            if not allowed:
+                self.rate_limited += 1
+                if self.retry_after:
+                    headers["Retry-After"] = str(max(int(reset - now + 0.999), 1))
+                raise _Reply(429, {"msg": RATE_LIMIT_MESSAGE}, headers)
+            return headers
+
+    def _take_fault(self, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.path in path:
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self.faults.remove(fault)
+                    return fault
+        return None
+
+    def _route(self, path: str, query: dict[str, str]) -> dict[str, Any] | None:
+        if path == "/tokens/self":
+            return {
+                "id": invoices.base62("token"),
+                "name": "simulator token",
+                "scope": "global:read",
+                "user_id": invoices.base62("user"),
+                "services": [],
+                "created_at": "2024-01-01T00:00:00Z",
+            }
+        if m := re.fullmatch(r"/billing/v2/year/(\d{4})/month/(\d{2})", path):
+            return self.invoice(self.customer_id, int(m[1]), int(m[2]))
+        if m := re.fullmatch(r"/billing/v2/account_customers/([A-Za-z0-9]+)/invoices/(\d+)", path):
+            return self.invoice_by_id(m[1], int(m[2]))
+        if m := re.fullmatch(r"/billing/v2/account_customers/([A-Za-z0-9]+)/mtd_invoice", path):
+            now = time.gmtime()
+            year, month = int(query.get("year", now.tm_year)), int(query.get("month", now.tm_mon))
+            return self.estimate(m[1], year, month)
+        raise _Reply(404, {"msg": "Record not found", "detail": f"No route {path}"})
+
+
+def _make_handler(sim: FastlySimulator) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "FastlySimulator"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Stay quiet: tests read the recorded requests instead."""
+
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+            headers = {k: v for k, v in self.headers.items()}
+            with sim._lock:
+                sim.requests.append(RecordedRequest("GET", url.path, query, headers))
+                sim._in_flight += 1
+                sim.max_in_flight = max(sim.max_in_flight, sim._in_flight)
+            try:
+                if sim.latency:
+                    time.sleep(sim.latency)
+                self._answer(url.path, query)
+            finally:
+                with sim._lock:
+                    sim._in_flight -= 1
+
+        def _answer(self, path: str, query: dict[str, str]) -> None:
+            extra: dict[str, str] = {}
+            try:
+                token = self.headers.get("Fastly-Key")
+                if token not in (sim.token, NO_BILLING_TOKEN):
+                    raise _Reply(401, {"msg": "Provided credentials are missing or invalid"})
+                extra = sim._check_rate_limit()
+                if token == NO_BILLING_TOKEN and path.startswith("/billing/"):
+                    raise _Reply(403, {"msg": "Unauthorized", "detail": "This token lacks the Billing role"})
+                fault = sim._take_fault(path)
+                if fault and fault.kind == "reset":
+                    self.close_connection = True
+                    return
+                if fault and fault.kind == "delay":
+                    time.sleep(fault.seconds)
+                if fault and fault.kind == "status":
+                    if fault.html:
+                        self._send(
+                            fault.status,
+                            b"<html><body><h1>Service Unavailable</h1></body></html>",
+                            "text/html",
+                            fault.headers,
+                        )
+                        return
+                    raise _Reply(
+                        fault.status, {"msg": "Service unavailable", "detail": "injected"}, fault.headers
+                    )
+                data = sim._route(path, query)
+            except _Reply as reply:
+                self._send(reply.status, _to_json(reply.body), "application/json", {**extra, **reply.headers})
+                return
+            if data is None:
+                self._send(202, _to_json({"title": "Accepted", "status": "202"}), "application/json", extra)
+                return
+            self._send_data(data, extra, fault)
+
+        def _send_data(self, data: dict[str, Any], extra: dict[str, str], fault: Fault | None) -> None:
+            accept = self.headers.get("Accept", "application/json")
+            if "application/pdf" in accept and "line_items" in data:
+                length, chunks = invoices.invoice_pdf(data, sim.pdf_padding)
+                self._stream(200, length, chunks, "application/pdf", extra, fault)
+                return
+            if "text/csv" in accept and "line_items" in data:
+                body, content_type = invoices.invoice_csv(data), "text/csv"
+            else:
+                body, content_type = _to_json(data), "application/json"
+            if fault and fault.kind == "content_type":
+                content_type = "text/html"
+            self._stream(200, len(body), iter([body]), content_type, extra, fault)
+
+        def _stream(
+            self,
+            status: int,
+            length: int,
+            chunks: Iterator[bytes],
+            content_type: str,
+            extra: dict[str, str],
+            fault: Fault | None,
+        ) -> None:
+            cut = fault.kind if fault and fault.kind in ("drop", "truncate") else None
+            limit = length // 2 if cut else length
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(length if cut == "drop" else limit))
+            for name, value in extra.items():
+                self.send_header(name, value)
+            self.end_headers()
+            sent = 0
+            for chunk in chunks:
+                piece = chunk[: limit - sent]
+                self.wfile.write(piece)
+                sent += len(piece)
+                if sent >= limit:
+                    break
+            if cut == "drop":
+                self.wfile.flush()
+                self.close_connection = True
+
+        def _send(self, status: int, body: bytes, content_type: str, extra: dict[str, str]) -> None:
+            self._stream(status, len(body), iter([body]), content_type, extra, None)
+
+    return Handler

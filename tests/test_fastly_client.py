@@ -1,0 +1,51 @@
+"""Faithfulness: Fastly's own Python client (fastly==7.0.0) parses every 200 answer of the simulator."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import fastly
+import pytest
+from fastly.api.billing_api import BillingApi
+from fastly.model.billing_estimate_response import BillingEstimateResponse
+from fastly.model.billing_response import BillingResponse
+
+if TYPE_CHECKING:
+    from airflow_provider_fastly_billing.testing import FastlySimulator
+
+
+@pytest.fixture
+def billing_api(sim: FastlySimulator, monkeypatch: pytest.MonkeyPatch) -> BillingApi:
+    monkeypatch.delenv("FASTLY_API_TOKEN", raising=False)
+    configuration = fastly.Configuration(host=sim.url)
+    configuration.api_token = sim.token
+    return BillingApi(fastly.ApiClient(configuration))
+
+
+@pytest.mark.parametrize("period", [(2024, 1), (2025, 2), (2025, 12), (2026, 3)])
+def test_client_parses_get_invoice(billing_api: BillingApi, sim: FastlySimulator, period) -> None:
+    year, month = period
+    invoice = billing_api.get_invoice(year=f"{year:04d}", month=f"{month:02d}")
+    assert isinstance(invoice, BillingResponse)
+    assert invoice.customer_id == sim.customer_id
+    assert len(invoice.line_items.value) == len(sim.invoice(sim.customer_id, year, month)["line_items"])
+    assert sim.billing_requests()[-1].headers["Fastly-Key"] == sim.token
+
+
+def test_client_parses_get_invoice_by_id_for_every_customer(
+    billing_api: BillingApi, sim: FastlySimulator
+) -> None:
+    for customer in sim.customers:
+        for invoice_id in sim.invoice_ids(customer)[:14:3]:
+            invoice = billing_api.get_invoice_by_id(customer_id=customer, invoice_id=invoice_id)
+            assert isinstance(invoice, BillingResponse)
+            assert invoice.invoice_id == invoice_id
+
+
+def test_client_parses_get_invoice_mtd(billing_api: BillingApi, sim: FastlySimulator) -> None:
+    for customer in sim.customers:
+        estimate = billing_api.get_invoice_mtd(customer_id=customer)
+        assert isinstance(estimate, BillingEstimateResponse)
+        assert estimate.status.status == "MTD"
+        past = billing_api.get_invoice_mtd(customer_id=customer, year="2025", month="05")
+        assert past.customer_id == customer
