@@ -26,6 +26,14 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": [{"integration-name": INTEGRATION, "python-modules": [f"{_PACKAGE}.hooks.billing"]}],
+        "operators": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": [f"{_PACKAGE}.operators.billing"],
+            }
+        ],
+        "sensors": [{"integration-name": INTEGRATION, "python-modules": [f"{_PACKAGE}.sensors.billing"]}],
+        "triggers": [{"integration-name": INTEGRATION, "python-modules": [f"{_PACKAGE}.triggers.billing"]}],
         "connection-types": [
             {
                 "connection-type": "fastly",

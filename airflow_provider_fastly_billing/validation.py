@@ -39,9 +39,7 @@ def period(year: int | str, month: int | str, *, today: date | None = None) -> t
         raise ValueError(f"month {month!r} is not between 1 and 12")
     today = today or datetime.now(timezone.utc).date()
     if y < _FIRST_YEAR or (y, m) > (today.year, today.month):
-        raise ValueError(
-            f"{y:04d}-{m:02d} is not a billing period Fastly can have (future or before {_FIRST_YEAR})"
-        )
+        raise ValueError(f"{y:04d}-{m:02d} is not a billing period Fastly can have (future or before {_FIRST_YEAR})")
     return f"{y:04d}", f"{m:02d}"
 
 

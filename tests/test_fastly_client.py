@@ -32,9 +32,7 @@ def test_client_parses_get_invoice(billing_api: BillingApi, sim: FastlySimulator
     assert sim.billing_requests()[-1].headers["Fastly-Key"] == sim.token
 
 
-def test_client_parses_get_invoice_by_id_for_every_customer(
-    billing_api: BillingApi, sim: FastlySimulator
-) -> None:
+def test_client_parses_get_invoice_by_id_for_every_customer(billing_api: BillingApi, sim: FastlySimulator) -> None:
     for customer in sim.customers:
         for invoice_id in sim.invoice_ids(customer)[:14:3]:
             invoice = billing_api.get_invoice_by_id(customer_id=customer, invoice_id=invoice_id)

@@ -112,9 +112,7 @@ def test_get_invoice_mtd_returns_none_on_202(sim: FastlySimulator, connect) -> N
         (lambda h: h.download_invoice("x.pdf", fmt="pdf", year=2025, month=1, invoice_id=3), "either year"),
     ],
 )
-def test_bad_input_is_refused_before_any_request(
-    hook: BillingHook, sim: FastlySimulator, call, message
-) -> None:
+def test_bad_input_is_refused_before_any_request(hook: BillingHook, sim: FastlySimulator, call, message) -> None:
     with pytest.raises(ValueError, match=message):
         call(hook)
     assert sim.requests == []
@@ -205,9 +203,7 @@ def test_token_never_in_repr(hook: BillingHook, sim: FastlySimulator) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["csv", "pdf"])
-def test_download_is_byte_identical(
-    hook: BillingHook, sim: FastlySimulator, tmp_path: Path, fmt: str
-) -> None:
+def test_download_is_byte_identical(hook: BillingHook, sim: FastlySimulator, tmp_path: Path, fmt: str) -> None:
     target = tmp_path / "out" / f"invoice.{fmt}"
     assert hook.download_invoice(target, fmt=fmt, year=2025, month=7) == target
     invoice = sim.invoice(sim.customer_id, 2025, 7)
@@ -217,16 +213,12 @@ def test_download_is_byte_identical(
     assert list(target.parent.iterdir()) == [target]
 
 
-def test_download_by_id_to_object_storage_url(
-    hook: BillingHook, sim: FastlySimulator, tmp_path: Path
-) -> None:
+def test_download_by_id_to_object_storage_url(hook: BillingHook, sim: FastlySimulator, tmp_path: Path) -> None:
     customer = sim.customers[2]
     invoice_id = sim.invoice_ids(customer)[0]
     url = f"file://{tmp_path}/store/invoice.csv"
     hook.download_invoice(url, fmt="csv", customer_id=customer, invoice_id=invoice_id)
-    assert (tmp_path / "store" / "invoice.csv").read_bytes() == invoice_csv(
-        sim.invoice_by_id(customer, invoice_id)
-    )
+    assert (tmp_path / "store" / "invoice.csv").read_bytes() == invoice_csv(sim.invoice_by_id(customer, invoice_id))
 
 
 def test_broken_download_leaves_no_file(sim: FastlySimulator, connect, tmp_path: Path) -> None:

@@ -6,11 +6,9 @@ import asyncio
 import ipaddress
 import json
 import time
-import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
@@ -22,10 +20,12 @@ from airflow_provider_fastly_billing.exceptions import (
     FastlyAuthError,
     FastlyNotFoundError,
 )
+from airflow_provider_fastly_billing.files import storage_path, write_atomically
 from airflow_provider_fastly_billing.retries import RETRY_STATUSES, backoff, retry_delay
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Mapping
+    from pathlib import Path
 
     import requests
     from airflow.sdk import Connection
@@ -64,9 +64,7 @@ class _Settings:
     max_wait: float
 
     def __repr__(self) -> str:
-        return (
-            f"_Settings(base_url={self.base_url!r}, timeout={self.timeout}, max_retries={self.max_retries})"
-        )
+        return f"_Settings(base_url={self.base_url!r}, timeout={self.timeout}, max_retries={self.max_retries})"
 
     @property
     def headers(self) -> dict[str, str]:
@@ -222,12 +220,8 @@ class BillingHook(BaseHook):
 
         widget = BS3TextFieldWidget()
         return {
-            "timeout": FloatField(
-                lazy_gettext("Timeout (s)"), [Optional(), NumberRange(min=1)], widget=widget
-            ),
-            "max_retries": IntegerField(
-                lazy_gettext("Max retries"), [Optional(), NumberRange(0)], widget=widget
-            ),
+            "timeout": FloatField(lazy_gettext("Timeout (s)"), [Optional(), NumberRange(min=1)], widget=widget),
+            "max_retries": IntegerField(lazy_gettext("Max retries"), [Optional(), NumberRange(0)], widget=widget),
             "max_wait": FloatField(lazy_gettext("Max wait between retries (s)"), [Optional()], widget=widget),
             "allow_insecure_http": BooleanField(lazy_gettext("Allow plain http to a non-loopback host")),
         }
@@ -255,9 +249,7 @@ class BillingHook(BaseHook):
         self.log.warning("Fastly %s on %s; retry %d in %.1f s", why, path, attempt + 1, delay)
         time.sleep(delay)
 
-    def _get(
-        self, path: str, params: Mapping[str, str] | None, accept: str, stream: bool
-    ) -> requests.Response:
+    def _get(self, path: str, params: Mapping[str, str] | None, accept: str, stream: bool) -> requests.Response:
         """GET with retries; returns a 2xx answer, or raises the typed error."""
         import requests
 
@@ -278,9 +270,7 @@ class BillingHook(BaseHook):
                 requests.exceptions.ChunkedEncodingError,
             ) as exc:
                 if last:
-                    raise FastlyApiError(
-                        None, where, f"{type(exc).__name__} after {attempt + 1} tries"
-                    ) from None
+                    raise FastlyApiError(None, where, f"{type(exc).__name__} after {attempt + 1} tries") from None
                 self._wait(attempt, {}, where, type(exc).__name__)
                 continue
             if response.status_code < 400:
@@ -303,9 +293,7 @@ class BillingHook(BaseHook):
             if pending_ok:
                 return None
             raise FastlyApiError(202, where, "Fastly answered 202 Accepted where a result was expected")
-        return _decode(
-            response.status_code, where, response.content, response.headers.get("Content-Type", "")
-        )
+        return _decode(response.status_code, where, response.content, response.headers.get("Content-Type", ""))
 
     def get_invoice(self, year: int | str, month: int | str) -> dict[str, Any]:
         """
@@ -369,11 +357,11 @@ class BillingHook(BaseHook):
         path = invoice_path(year, month) if by_period else invoice_by_id_path(customer_id, invoice_id)  # type: ignore[arg-type]
         import requests
 
-        target = _as_storage_path(destination)
+        target = storage_path(destination)
         for attempt in range(self.settings.max_retries + 1):
             response = self._get(path, None, ACCEPT[fmt], stream=True)
             try:
-                _write_atomically(target, response.iter_content(CHUNK_SIZE))
+                write_atomically(target, response.iter_content(CHUNK_SIZE))
                 return destination
             except requests.RequestException as exc:
                 if attempt == self.settings.max_retries:
@@ -382,9 +370,7 @@ class BillingHook(BaseHook):
                     ) from None
                 self._wait(attempt, {}, path, f"download broken off ({type(exc).__name__})")
             except OSError as exc:
-                raise FastlyApiError(
-                    response.status_code, path, f"could not write {destination}: {exc}"
-                ) from exc
+                raise FastlyApiError(response.status_code, path, f"could not write {destination}: {exc}") from exc
             finally:
                 response.close()
         raise AssertionError("unreachable")
@@ -403,9 +389,7 @@ class BillingHook(BaseHook):
             self.__dict__["settings"] = _settings_from(conn, self._overrides)
         return self.settings
 
-    async def async_get_json(
-        self, path: str, params: Mapping[str, str] | None = None
-    ) -> dict[str, Any] | None:
+    async def async_get_json(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any] | None:
         """Async GET of a JSON object, with the retries and errors of the sync calls; 202 is ``None``."""
         import httpx
 
@@ -420,9 +404,7 @@ class BillingHook(BaseHook):
                     response = await client.get(path, params=params, headers={"Accept": JSON})
                 except httpx.TransportError as exc:
                     if last:
-                        raise FastlyApiError(
-                            None, where, f"{type(exc).__name__} after {attempt + 1} tries"
-                        ) from None
+                        raise FastlyApiError(None, where, f"{type(exc).__name__} after {attempt + 1} tries") from None
                     await asyncio.sleep(backoff(attempt, settings.max_wait))
                     continue
                 status, content_type = response.status_code, response.headers.get("Content-Type", "")
@@ -441,29 +423,3 @@ class BillingHook(BaseHook):
     ) -> dict[str, Any] | None:
         """Async :meth:`get_invoice_mtd`, for triggers."""
         return await self.async_get_json(*mtd_request(customer_id, year, month))
-
-
-def _as_storage_path(destination: str | Path | ObjectStoragePath) -> Path | ObjectStoragePath:
-    if isinstance(destination, ObjectStoragePath):
-        return destination
-    if isinstance(destination, str) and "://" in destination:
-        return ObjectStoragePath(destination)
-    return Path(destination)
-
-
-def _write_atomically(target: Path | ObjectStoragePath, chunks: Iterator[bytes]) -> None:
-    """Write ``chunks`` to a temporary sibling of ``target`` and rename it into place when complete."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.parent / f".{target.name}.{uuid.uuid4().hex}.part"
-    try:
-        with partial.open("wb") as out:
-            for chunk in chunks:
-                out.write(chunk)
-        if isinstance(target, Path):
-            partial.replace(target)
-        else:
-            partial.rename(target)
-    except BaseException:
-        if partial.exists():
-            partial.unlink()
-        raise

@@ -33,9 +33,7 @@ def _token(value: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Start a simulator and serve until interrupted; print its connection as JSON on the first line."""
-    parser = argparse.ArgumentParser(
-        prog="python -m airflow_provider_fastly_billing.testing", description=__doc__
-    )
+    parser = argparse.ArgumentParser(prog="python -m airflow_provider_fastly_billing.testing", description=__doc__)
     parser.add_argument("--port", type=_port, default=8089, help="port on 127.0.0.1 (0: any free port)")
     parser.add_argument("--token", type=_token, default=DEFAULT_TOKEN, help="the API token it accepts")
     parser.add_argument(

@@ -61,9 +61,7 @@ def month_index(year: int, month: int) -> int:
 
 def invoice_id_for(customer_index: int, year: int, month: int) -> int:
     """The invoice id of a customer's month; :func:`decode_invoice_id` inverts it."""
-    return (
-        INVOICE_ID_BASE + customer_index * CUSTOMER_STRIDE + month_index(year, month) - month_index(2000, 1)
-    )
+    return INVOICE_ID_BASE + customer_index * CUSTOMER_STRIDE + month_index(year, month) - month_index(2000, 1)
 
 
 def decode_invoice_id(invoice_id: int) -> tuple[int, int, int] | None:
@@ -181,9 +179,7 @@ class InvoiceCharges:
         return sum((c.units for c in self.usage if c.usage == usage), Decimal(0))
 
 
-def charges_for(
-    customer_id: str, customer_index: int, year: int, month: int, *, scale: float = 1.0
-) -> InvoiceCharges:
+def charges_for(customer_id: str, customer_index: int, year: int, month: int, *, scale: float = 1.0) -> InvoiceCharges:
     """The deterministic charges of a customer's month; ``scale`` shrinks usage (month-to-date)."""
     rng = random.Random(f"{customer_id}:{year}:{month}")
     growth = 1 + 0.04 * (month_index(year, month) % 24) + 0.15 * (month in (11, 12))
@@ -250,11 +246,7 @@ def _total(ch: InvoiceCharges) -> dict[str, Any]:
 def _discount_charge(ch: InvoiceCharges) -> list[Charge]:
     if not ch.discount_amount:
         return []
-    return [
-        Charge(
-            "Discount", "Discount", "Credit", Decimal(1), -ch.discount_amount, -ch.discount_amount, 11000399
-        )
-    ]
+    return [Charge("Discount", "Discount", "Credit", Decimal(1), -ch.discount_amount, -ch.discount_amount, 11000399)]
 
 
 def billable(ch: InvoiceCharges) -> list[Charge]:
@@ -355,9 +347,7 @@ def _pdf_text(invoice: dict[str, Any]) -> str:
     lines = [f"Fastly invoice {invoice['invoice_id']}", f"Customer {invoice['customer_id']}"]
     lines += [f"{item['description'][:60]}  {item['amount']}" for item in invoice["line_items"][:40]]
     lines.append(f"Total USD {invoice['total']['cost']}")
-    text = " T* ".join(
-        "(" + line.replace("\\", "").replace("(", "[").replace(")", "]") + ") Tj" for line in lines
-    )
+    text = " T* ".join("(" + line.replace("\\", "").replace("(", "[").replace(")", "]") + ") Tj" for line in lines)
     return f"BT /F1 10 Tf 14 TL 50 780 Td {text} ET"
 
 

@@ -72,7 +72,8 @@ class _Reply(Exception):
         self.status, self.body, self.headers = status, body, headers or {}
 
 
-def _to_json(value: Any) -> bytes:
+def to_json(value: Any) -> bytes:
+    """JSON as the simulator sends it."""
     # Decimals become JSON numbers with their exact digits (every amount here has at most 15).
     return json.dumps(value, default=lambda d: float(d) if isinstance(d, Decimal) else str(d)).encode()
 
@@ -155,9 +156,7 @@ class FastlySimulator:
         return {"conn_type": "fastly", "host": self.url, "password": token or self.token}
 
     def start(self) -> FastlySimulator:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fastly-simulator", daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fastly-simulator", daemon=True)
         self._thread.start()
         return self
 
@@ -196,18 +195,14 @@ class FastlySimulator:
         except ValueError:
             raise _Reply(404, {"msg": "Record not found", "detail": f"No customer {customer_id}"}) from None
 
-    def charges(
-        self, customer_id: str, year: int, month: int, *, estimate: bool = False
-    ) -> invoices.InvoiceCharges:
+    def charges(self, customer_id: str, year: int, month: int, *, estimate: bool = False) -> invoices.InvoiceCharges:
         """The charges of a customer's month, or a 404 outside the account's life."""
         now = time.gmtime()
         if not (self.first_month <= (year, month) <= (now.tm_year, now.tm_mon)) or not 1 <= month <= 12:
             raise _Reply(404, {"msg": "Record not found", "detail": f"No invoice for {year:04d}-{month:02d}"})
         index = self.customer_index(customer_id)
         current = (year, month) == (now.tm_year, now.tm_mon)
-        return invoices.charges_for(
-            customer_id, index, year, month, scale=0.5 if estimate or current else 1.0
-        )
+        return invoices.charges_for(customer_id, index, year, month, scale=0.5 if estimate or current else 1.0)
 
     def invoice(self, customer_id: str, year: int, month: int) -> dict[str, Any]:
         """The v2 invoice (``BillingResponse``) of a customer's month."""
@@ -352,15 +347,13 @@ def _make_handler(sim: FastlySimulator) -> type[BaseHTTPRequestHandler]:
                             fault.headers,
                         )
                         return
-                    raise _Reply(
-                        fault.status, {"msg": "Service unavailable", "detail": "injected"}, fault.headers
-                    )
+                    raise _Reply(fault.status, {"msg": "Service unavailable", "detail": "injected"}, fault.headers)
                 data = sim._route(path, query)
             except _Reply as reply:
-                self._send(reply.status, _to_json(reply.body), "application/json", {**extra, **reply.headers})
+                self._send(reply.status, to_json(reply.body), "application/json", {**extra, **reply.headers})
                 return
             if data is None:
-                self._send(202, _to_json({"title": "Accepted", "status": "202"}), "application/json", extra)
+                self._send(202, to_json({"title": "Accepted", "status": "202"}), "application/json", extra)
                 return
             self._send_data(data, extra, fault)
 
@@ -373,7 +366,7 @@ def _make_handler(sim: FastlySimulator) -> type[BaseHTTPRequestHandler]:
             if "text/csv" in accept and "line_items" in data:
                 body, content_type = invoices.invoice_csv(data), "text/csv"
             else:
-                body, content_type = _to_json(data), "application/json"
+                body, content_type = to_json(data), "application/json"
             if fault and fault.kind == "content_type":
                 content_type = "text/html"
             self._stream(200, len(body), iter([body]), content_type, extra, fault)

@@ -1,0 +1,196 @@
+"""Operators that expose each Fastly billing call as a task, to XCom or to a file."""
+
+from __future__ import annotations
+
+import time
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator, conf
+
+from airflow_provider_fastly_billing.files import storage_path, write_atomically
+from airflow_provider_fastly_billing.hooks.billing import BillingHook
+from airflow_provider_fastly_billing.xcom import jsonable, to_json_bytes
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from airflow.sdk import Context
+
+FORMATS = ("json", "csv", "pdf")
+
+
+def default_deferrable() -> bool:
+    """``[operators] default_deferrable``, as official providers read it."""
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+class _BillingOperator(BaseOperator):
+    """
+    What every billing operator shares: the connection, and where the result goes.
+
+    :param fastly_conn_id: the ``fastly`` connection (token and base URL).
+    :param output_path: write the result here instead of XCom: a local path or a URL such as
+        ``file:///data/x.json`` or ``s3://bucket/key.pdf``. XCom then holds ``{"path", "bytes", "format"}``.
+    :param fmt: ``json``, ``csv`` or ``pdf``; ``csv`` and ``pdf`` need ``output_path``.
+    """
+
+    template_fields: Sequence[str] = ("fastly_conn_id", "output_path", "fmt")
+    ui_color = "#ff282d"
+    formats: tuple[str, ...] = FORMATS
+
+    def __init__(
+        self,
+        *,
+        fastly_conn_id: str = BillingHook.default_conn_name,
+        output_path: str | None = None,
+        fmt: str = "json",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.fastly_conn_id = fastly_conn_id
+        self.output_path = output_path
+        self.fmt = fmt
+
+    @cached_property
+    def hook(self) -> BillingHook:
+        return BillingHook(self.fastly_conn_id)
+
+    def _check_output(self) -> None:
+        if self.fmt not in self.formats:
+            raise ValueError(f"fmt must be one of {', '.join(self.formats)}, got {self.fmt!r}")
+        if self.fmt != "json" and not self.output_path:
+            raise ValueError(f"fmt={self.fmt!r} writes a file: give output_path")
+
+    def _written(self, size: int) -> dict[str, Any]:
+        self.log.info("Wrote %d bytes of %s to %s", size, self.fmt, self.output_path)
+        return {"path": str(self.output_path), "bytes": size, "format": self.fmt}
+
+    def _deliver(self, data: dict[str, Any]) -> Any:
+        """Return ``data`` for XCom (money as exact strings), or write it to ``output_path``."""
+        if not self.output_path:
+            return jsonable(data)
+        return self._written(write_atomically(storage_path(self.output_path), [to_json_bytes(data)]))
+
+    def _download(self, **where: Any) -> dict[str, Any]:
+        target = storage_path(self.output_path)  # type: ignore[arg-type]
+        self.hook.download_invoice(target, fmt=self.fmt, **where)
+        return self._written(target.stat().st_size)
+
+
+class GetInvoiceOperator(_BillingOperator):
+    """
+    Fetch the account's invoice for a month.
+
+    :param year: the year, e.g. ``"{{ data_interval_start.year }}"``.
+    :param month: the month, e.g. ``"{{ data_interval_start.strftime('%m') }}"``.
+    """
+
+    template_fields: Sequence[str] = (*_BillingOperator.template_fields, "year", "month")
+
+    def __init__(self, *, year: int | str, month: int | str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.year = year
+        self.month = month
+
+    def execute(self, context: Context) -> Any:
+        self._check_output()
+        if self.fmt != "json":
+            return self._download(year=self.year, month=self.month)
+        return self._deliver(self.hook.get_invoice(self.year, self.month))
+
+
+class GetInvoiceByIdOperator(_BillingOperator):
+    """
+    Fetch one invoice of an account customer by id.
+
+    :param customer_id: the alphanumeric Fastly customer id.
+    :param invoice_id: the numeric invoice id.
+    """
+
+    template_fields: Sequence[str] = (*_BillingOperator.template_fields, "customer_id", "invoice_id")
+
+    def __init__(self, *, customer_id: str, invoice_id: int | str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.customer_id = customer_id
+        self.invoice_id = invoice_id
+
+    def execute(self, context: Context) -> Any:
+        self._check_output()
+        if self.fmt != "json":
+            return self._download(customer_id=self.customer_id, invoice_id=self.invoice_id)
+        return self._deliver(self.hook.get_invoice_by_id(self.customer_id, self.invoice_id))
+
+
+class GetInvoiceMtdOperator(_BillingOperator):
+    """
+    Fetch a customer's month-to-date estimate, waiting while Fastly answers 202.
+
+    :param customer_id: the alphanumeric Fastly customer id.
+    :param year: with ``month``, the month to estimate; both omitted for the current month.
+    :param month: with ``year``.
+    :param poll_interval: seconds between polls while the estimate is being generated.
+    :param timeout: seconds to wait for the estimate before failing.
+    :param deferrable: wait in the triggerer instead of a worker slot.
+    """
+
+    template_fields: Sequence[str] = (*_BillingOperator.template_fields, "customer_id", "year", "month")
+    formats = ("json",)
+
+    def __init__(
+        self,
+        *,
+        customer_id: str,
+        year: int | str | None = None,
+        month: int | str | None = None,
+        poll_interval: float = 10.0,
+        timeout: float = 600.0,
+        deferrable: bool = default_deferrable(),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.customer_id = customer_id
+        self.year = year
+        self.month = month
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.deferrable = deferrable
+
+    def execute(self, context: Context) -> Any:
+        self._check_output()
+        return self._deliver(wait_for_estimate(self, self.hook))
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        """Resume after deferral with the trigger's event."""
+        from airflow_provider_fastly_billing.triggers.billing import estimate_from_event
+
+        return self._deliver(estimate_from_event(event, TimeoutError))
+
+
+def wait_for_estimate(task: Any, hook: BillingHook) -> dict[str, Any]:
+    """
+    Poll ``task``'s month-to-date estimate until ready: in the task, or deferred to the trigger.
+
+    ``task`` carries ``customer_id``, ``year``, ``month``, ``poll_interval``, ``timeout``, ``deferrable``,
+    ``fastly_conn_id``; a deferred task resumes in its ``execute_complete``.
+    """
+    from airflow_provider_fastly_billing.triggers.billing import InvoiceMtdTrigger, mtd_timeout_message
+
+    deadline = time.time() + task.timeout
+    while (estimate := hook.get_invoice_mtd(task.customer_id, task.year, task.month)) is None:
+        if task.deferrable:
+            trigger = InvoiceMtdTrigger(
+                task.customer_id,
+                year=task.year,
+                month=task.month,
+                fastly_conn_id=task.fastly_conn_id,
+                poll_interval=task.poll_interval,
+                end_time=deadline,
+                timeout=task.timeout,
+            )
+            task.defer(trigger=trigger, method_name="execute_complete")
+        if time.time() + task.poll_interval > deadline:
+            raise TimeoutError(mtd_timeout_message(task.customer_id, task.timeout))
+        task.log.info("Estimate for %s not ready yet; next poll in %s s", task.customer_id, task.poll_interval)
+        time.sleep(task.poll_interval)
+    return estimate
