@@ -27,7 +27,7 @@ test: lint
 	$(BIN)/pytest -n 2 --dist loadgroup -q
 
 demo: install
-	$(BIN)/python -m dags_examples.demo
+	$(BIN)/python scripts/demo.py
 
 bench: install
 	$(BIN)/python -m benchmarks

@@ -29,7 +29,7 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": [f"{_PACKAGE}.operators.billing"],
+                "python-modules": [f"{_PACKAGE}.operators.billing", f"{_PACKAGE}.operators.transfer"],
             }
         ],
         "sensors": [{"integration-name": INTEGRATION, "python-modules": [f"{_PACKAGE}.sensors.billing"]}],

@@ -13,7 +13,7 @@ from airflow_provider_fastly_billing.hooks.billing import BillingHook
 from airflow_provider_fastly_billing.xcom import jsonable, to_json_bytes
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from airflow.sdk import Context
 
@@ -158,7 +158,17 @@ class GetInvoiceMtdOperator(_BillingOperator):
 
     def execute(self, context: Context) -> Any:
         self._check_output()
-        return self._deliver(wait_for_estimate(self, self.hook))
+        estimate = wait_for_estimate(
+            self.hook,
+            self.customer_id,
+            self.year,
+            self.month,
+            poll_interval=self.poll_interval,
+            timeout=self.timeout,
+            log=self.log,
+            defer=self.defer if self.deferrable else None,
+        )
+        return self._deliver(estimate)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         """Resume after deferral with the trigger's event."""
@@ -167,30 +177,41 @@ class GetInvoiceMtdOperator(_BillingOperator):
         return self._deliver(estimate_from_event(event, TimeoutError))
 
 
-def wait_for_estimate(task: Any, hook: BillingHook) -> dict[str, Any]:
+def wait_for_estimate(
+    hook: BillingHook,
+    customer_id: str,
+    year: int | str | None,
+    month: int | str | None,
+    *,
+    poll_interval: float,
+    timeout: float,
+    log: Any,
+    defer: Callable[..., Any] | None = None,
+) -> dict[str, Any]:
     """
-    Poll ``task``'s month-to-date estimate until ready: in the task, or deferred to the trigger.
+    Poll a month-to-date estimate until Fastly has generated it, in the task or deferred.
 
-    ``task`` carries ``customer_id``, ``year``, ``month``, ``poll_interval``, ``timeout``, ``deferrable``,
-    ``fastly_conn_id``; a deferred task resumes in its ``execute_complete``.
+    :param defer: the task's ``defer`` to hand the wait to
+        :class:`~airflow_provider_fastly_billing.triggers.billing.InvoiceMtdTrigger` at the first 202
+        (the task resumes in ``execute_complete``); ``None`` polls here every ``poll_interval`` seconds.
     """
     from airflow_provider_fastly_billing.triggers.billing import InvoiceMtdTrigger, mtd_timeout_message
 
-    deadline = time.time() + task.timeout
-    while (estimate := hook.get_invoice_mtd(task.customer_id, task.year, task.month)) is None:
-        if task.deferrable:
+    deadline = time.time() + timeout
+    while (estimate := hook.get_invoice_mtd(customer_id, year, month)) is None:
+        if defer is not None:
             trigger = InvoiceMtdTrigger(
-                task.customer_id,
-                year=task.year,
-                month=task.month,
-                fastly_conn_id=task.fastly_conn_id,
-                poll_interval=task.poll_interval,
+                customer_id,
+                year=year,
+                month=month,
+                fastly_conn_id=hook.fastly_conn_id,
+                poll_interval=poll_interval,
                 end_time=deadline,
-                timeout=task.timeout,
+                timeout=timeout,
             )
-            task.defer(trigger=trigger, method_name="execute_complete")
-        if time.time() + task.poll_interval > deadline:
-            raise TimeoutError(mtd_timeout_message(task.customer_id, task.timeout))
-        task.log.info("Estimate for %s not ready yet; next poll in %s s", task.customer_id, task.poll_interval)
-        time.sleep(task.poll_interval)
+            defer(trigger=trigger, method_name="execute_complete")
+        if time.time() + poll_interval > deadline:
+            raise TimeoutError(mtd_timeout_message(customer_id, timeout))
+        log.info("Estimate for %s not ready yet; next poll in %s s", customer_id, poll_interval)
+        time.sleep(poll_interval)
     return estimate

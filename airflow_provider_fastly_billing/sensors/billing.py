@@ -55,11 +55,6 @@ class InvoiceMtdSensor(BaseSensorOperator):
         self.fastly_conn_id = fastly_conn_id
         self.deferrable = deferrable
 
-    @property
-    def poll_interval(self) -> float:
-        """Seconds between polls once deferred: the sensor's ``poke_interval``."""
-        return self.poke_interval
-
     @cached_property
     def hook(self) -> BillingHook:
         return BillingHook(self.fastly_conn_id)
@@ -71,7 +66,17 @@ class InvoiceMtdSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        return jsonable(wait_for_estimate(self, self.hook))
+        estimate = wait_for_estimate(
+            self.hook,
+            self.customer_id,
+            self.year,
+            self.month,
+            poll_interval=self.poke_interval,
+            timeout=self.timeout,
+            log=self.log,
+            defer=self.defer,
+        )
+        return jsonable(estimate)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         """Resume after deferral: the estimate, or the trigger's error raised."""

@@ -97,9 +97,10 @@ def _usage_charges(
     gb_price: Decimal,
     req_price: Decimal,
     service_no: int,
-    scale: float,
+    volume: float,
 ) -> list[Charge]:
-    gigabytes = Decimal(str(round(rng.uniform(50, 18000) * scale, 9)))
+    """Bandwidth tiers and requests of one region, around ``volume`` gigabytes."""
+    gigabytes = Decimal(str(round(volume * rng.uniform(0.9, 1.1), 9)))
     requests = Decimal(str(round(float(gigabytes) * rng.uniform(1.5, 4.0), 4)))
     charges = []
     tiers = [(1, min(gigabytes, TIER_LIMIT_GB), gb_price)]
@@ -181,10 +182,12 @@ class InvoiceCharges:
 
 def charges_for(customer_id: str, customer_index: int, year: int, month: int, *, scale: float = 1.0) -> InvoiceCharges:
     """The deterministic charges of a customer's month; ``scale`` shrinks usage (month-to-date)."""
+    account = random.Random(customer_id)
+    volumes = {r[0]: account.uniform(800, 14000) for r in REGIONS}
+    regions = [r for r in REGIONS if r[0] in ("usa", "europe") or account.random() < 0.6]
     rng = random.Random(f"{customer_id}:{year}:{month}")
-    growth = 1 + 0.04 * (month_index(year, month) % 24) + 0.15 * (month in (11, 12))
-    regions = [r for r in REGIONS if r[0] in ("usa", "europe") or rng.random() < 0.7]
-    usage = [c for r in regions for c in _usage_charges(rng, *r, scale=scale * growth)]
+    growth = (1 + 0.02 * (month_index(year, month) - month_index(2020, 1))) * (1.2 if month in (11, 12) else 1.0)
+    usage = [c for r in regions for c in _usage_charges(rng, *r, volume=volumes[r[0]] * growth * scale)]
     extras = [
         Charge(name, product, "Unit", Decimal(1), price, price, service_no)
         for name, price, product, service_no in EXTRAS

@@ -1,0 +1,205 @@
+"""Operator that fetches Fastly invoices or estimates and loads them into a SQL warehouse in one task."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_fastly_billing import validation
+from airflow_provider_fastly_billing.hooks.billing import BillingHook
+from airflow_provider_fastly_billing.operators.billing import default_deferrable, wait_for_estimate
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from airflow.sdk import Context
+
+    from airflow_provider_fastly_billing.frames import InvoiceFrames
+
+
+class InvoiceToSqlOperator(BaseOperator):
+    """
+    Fetch Fastly invoices or month-to-date estimates and load them into a SQL warehouse, idempotently.
+
+    Say what to fetch with exactly one of: ``year`` and ``month`` (the account's invoice),
+    ``invoices`` (or ``customer_id`` with ``invoice_id``) for invoices of account customers, or
+    ``estimate_for`` for month-to-date estimates. Several are fetched by a small bounded thread pool
+    and loaded in one transaction; re-running replaces what an earlier run loaded. XCom holds a small
+    summary: load keys, invoice ids, rows per table and the total cost as an exact string.
+
+    :param warehouse_conn_id: a SQL connection (DuckDB, PostgreSQL, SQLite or any common-sql hook).
+    :param fastly_conn_id: the ``fastly`` connection.
+    :param year: with ``month``, the account's invoice for that month; with ``estimate_for``, the
+        estimated month (default: the current one).
+    :param month: see ``year``.
+    :param customer_id: with ``invoice_id``, one invoice of an account customer.
+    :param invoice_id: see ``customer_id``.
+    :param invoices: ``[(customer_id, invoice_id), ...]`` of account customers (resellers).
+    :param estimate_for: customer ids whose month-to-date estimates to load, as snapshots of the day.
+    :param schema: warehouse schema; default the connection's.
+    :param table_prefix: prefix of the table names; default ``fastly_``.
+    :param max_workers: parallel requests to Fastly when fetching several (keep it small: rate limits).
+    :param poll_interval: seconds between polls while an estimate is being generated.
+    :param timeout: seconds to wait for an estimate.
+    :param deferrable: wait for a single customer's estimate in the triggerer.
+    """
+
+    template_fields: Sequence[str] = (
+        "warehouse_conn_id",
+        "fastly_conn_id",
+        "year",
+        "month",
+        "customer_id",
+        "invoice_id",
+        "invoices",
+        "estimate_for",
+        "schema",
+        "table_prefix",
+    )
+    ui_color = "#ff282d"
+
+    def __init__(
+        self,
+        *,
+        warehouse_conn_id: str = "fastly_warehouse",
+        fastly_conn_id: str = BillingHook.default_conn_name,
+        year: int | str | None = None,
+        month: int | str | None = None,
+        customer_id: str | None = None,
+        invoice_id: int | str | None = None,
+        invoices: Sequence[Sequence[Any]] | None = None,
+        estimate_for: Sequence[str] | None = None,
+        schema: str | None = None,
+        table_prefix: str = "fastly_",
+        max_workers: int = 4,
+        poll_interval: float = 10.0,
+        timeout: float = 600.0,
+        deferrable: bool = default_deferrable(),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.warehouse_conn_id = warehouse_conn_id
+        self.fastly_conn_id = fastly_conn_id
+        self.year = year
+        self.month = month
+        self.customer_id = customer_id
+        self.invoice_id = invoice_id
+        self.invoices = invoices
+        self.estimate_for = estimate_for
+        self.schema = schema
+        self.table_prefix = table_prefix
+        self.max_workers = max_workers
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.deferrable = deferrable
+        self._local = threading.local()
+
+    @cached_property
+    def hook(self) -> BillingHook:
+        return BillingHook(self.fastly_conn_id)
+
+    def _thread_hook(self) -> BillingHook:
+        """One hook, and so one HTTP session, per pool thread."""
+        if not hasattr(self._local, "hook"):
+            self._local.hook = BillingHook(self.fastly_conn_id)
+        return self._local.hook
+
+    def _invoice_pairs(self) -> list[tuple[str, str]]:
+        pairs = [tuple(p) for p in self.invoices or ()]
+        if self.customer_id is not None or self.invoice_id is not None:
+            pairs.append((self.customer_id, self.invoice_id))
+        if any(len(p) != 2 for p in pairs):
+            raise ValueError("invoices must be (customer_id, invoice_id) pairs")
+        return [(validation.customer_id(c), validation.invoice_id(i)) for c, i in pairs]
+
+    def _check(self) -> tuple[str, Any]:
+        """Validate every input before any request; return the mode and what to fetch."""
+        from airflow_provider_fastly_billing.warehouse import check_identifier
+
+        check_identifier(self.schema, "schema")
+        check_identifier(self.table_prefix, "table_prefix")
+        if not 1 <= int(self.max_workers) <= 16:
+            raise ValueError(f"max_workers must be 1 to 16, got {self.max_workers}")
+        pairs = self._invoice_pairs()
+        estimates = [validation.customer_id(c) for c in self.estimate_for or ()]
+        period = validation.optional_period(self.year, self.month)
+        modes = [m for m, used in (("invoices", pairs), ("estimates", estimates)) if used]
+        if period and not estimates:
+            modes.append("period")
+        if len(modes) != 1:
+            raise ValueError("say what to load with exactly one of: year and month, invoices, estimate_for")
+        return modes[0], {"invoices": pairs, "estimates": estimates, "period": period}[modes[0]]
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        mode, what = self._check()
+        if mode == "period":
+            return self._load([self.hook.get_invoice(*what)], [], context)
+        if mode == "invoices":
+            return self._load(
+                self._fan_out(lambda pair: self._thread_hook().get_invoice_by_id(*pair), what), [], context
+            )
+        if len(what) == 1:
+            defer = self.defer if self.deferrable else None
+            return self._load([], [self._estimate_of(what[0], self.hook, defer)], context)
+        return self._load([], self._fan_out(lambda c: self._estimate_of(c, self._thread_hook()), what), context)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Resume after deferral with the estimate, and load it."""
+        from airflow_provider_fastly_billing.triggers.billing import estimate_from_event
+
+        return self._load([], [estimate_from_event(event, TimeoutError)], context)
+
+    def _estimate_of(
+        self, customer_id: str, hook: BillingHook, defer: Callable[..., Any] | None = None
+    ) -> dict[str, Any]:
+        return wait_for_estimate(
+            hook,
+            customer_id,
+            self.year,
+            self.month,
+            poll_interval=self.poll_interval,
+            timeout=self.timeout,
+            log=self.log,
+            defer=defer,
+        )
+
+    def _fan_out(self, fetch: Callable[[Any], dict[str, Any]], items: Sequence[Any]) -> list[dict[str, Any]]:
+        """Fetch ``items`` with a bounded pool; any failure fails the task before anything is loaded."""
+        with ThreadPoolExecutor(
+            max_workers=min(int(self.max_workers), len(items)), thread_name_prefix="fastly"
+        ) as pool:
+            return list(pool.map(fetch, items))
+
+    def _load(
+        self, invoices: list[dict[str, Any]], estimates: list[dict[str, Any]], context: Context
+    ) -> dict[str, Any]:
+        from airflow_provider_fastly_billing.frames import InvoiceFrames, estimate_to_frames, invoice_to_frames
+        from airflow_provider_fastly_billing.warehouse import load_frames
+
+        fetched_at = datetime.now(timezone.utc)
+        snapshot = (context.get("logical_date") or fetched_at).date()
+        frames = InvoiceFrames.concat(
+            [invoice_to_frames(i, fetched_at) for i in invoices]
+            + [estimate_to_frames(e, fetched_at, snapshot) for e in estimates]
+        )
+        rows = load_frames(frames, self.warehouse_conn_id, schema=self.schema, table_prefix=self.table_prefix)
+        summary = _summary(frames, rows)
+        self.log.info("Loaded %s into %s: %s", summary["invoice_ids"], self.warehouse_conn_id, rows)
+        return summary
+
+
+def _summary(frames: InvoiceFrames, rows: dict[str, int]) -> dict[str, Any]:
+    from decimal import Decimal
+
+    total = sum((c for c in frames.invoices["cost"] if c is not None), Decimal(0))
+    return {
+        "load_keys": frames.load_keys,
+        "invoice_ids": [str(i) for i in frames.invoices["invoice_id"]],
+        "rows": rows,
+        "total_cost": str(total),
+    }

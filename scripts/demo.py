@@ -1,0 +1,104 @@
+"""
+The demo: a year of Fastly invoices into a local DuckDB file, through the example DAG, then a report.
+
+Starts the Fastly simulator (unless ``AIRFLOW_CONN_FASTLY_DEFAULT`` points at the real API), runs
+``fastly_invoices_monthly`` for each of the last 12 complete months with ``dag.test()``, reads the
+warehouse back, prints a month-by-month table by product and writes a PNG chart of it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "demo"
+DATABASE = OUT / "fastly_billing.duckdb"
+CHART = OUT / "fastly_billing.png"
+HOME = ROOT / ".airflow" / "demo"
+
+os.environ["AIRFLOW_HOME"] = str(HOME)
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags_examples")
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
+os.environ.setdefault("AIRFLOW_CONN_FASTLY_WAREHOUSE", json.dumps({"conn_type": "duckdb", "host": str(DATABASE)}))
+
+REPORT_SQL = """
+SELECT strftime(i.period_start, '%Y-%m') AS month, l.plan_name AS product, SUM(l.amount) AS cost
+FROM fastly_invoices i JOIN fastly_line_items l ON l.load_key = i.load_key
+WHERE NOT i.is_estimate AND i.api_version = 'v2'
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
+TOTALS_SQL = """
+SELECT strftime(period_start, '%Y-%m') AS month, cost AS invoice_total FROM fastly_invoices
+WHERE NOT is_estimate AND api_version = 'v2'
+"""
+
+
+def last_months(count: int) -> list:
+    """Logical dates of the monthly runs that load the last ``count`` complete months."""
+    import pendulum
+
+    first = pendulum.now("UTC").start_of("month")
+    return [first.subtract(months=n) for n in range(count - 1, -1, -1)]
+
+
+def run_months() -> None:
+    if not (HOME / "airflow.db").exists():
+        HOME.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
+    path = ROOT / "dags_examples" / "fastly_invoices_monthly.py"
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for logical_date in last_months(12):
+        run = module.dag.test(logical_date=logical_date)
+        print(f"  run of {logical_date:%Y-%m-%d} (loads the month before): {run.state}", flush=True)
+        if run.state != "success":
+            raise SystemExit(f"fastly_invoices_monthly failed for {logical_date:%Y-%m-%d}")
+
+
+def report() -> None:
+    import duckdb
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with duckdb.connect(str(DATABASE), read_only=True) as db:
+        by_product = db.sql(REPORT_SQL).df().pivot(index="month", columns="product", values="cost").fillna(0)
+        totals = db.sql(TOTALS_SQL).df().set_index("month")
+    table = by_product.join(totals)
+    print("\nFastly invoices by month (USD), read back from the warehouse:\n")
+    print(table.to_string(float_format=lambda v: f"{v:,.2f}"))
+    figure, axes = plt.subplots(figsize=(11, 5.5))
+    by_product.astype(float).plot.bar(stacked=True, ax=axes, width=0.8, colormap="tab10")
+    axes.plot(range(len(totals)), totals["invoice_total"].astype(float), "k.-", label="invoice total")
+    axes.set(title="Fastly bill by month and product", xlabel="billing month", ylabel="USD")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    figure.tight_layout()
+    figure.savefig(CHART, dpi=110)
+    print(f"\nWarehouse: {DATABASE}\nChart:     {CHART}")
+
+
+def main() -> None:
+    from airflow_provider_fastly_billing.testing import FastlySimulator
+
+    OUT.mkdir(exist_ok=True)
+    real = "AIRFLOW_CONN_FASTLY_DEFAULT" in os.environ
+    with nullcontext() if real else FastlySimulator(first_month=(2020, 1)) as sim:
+        if sim:
+            os.environ["AIRFLOW_CONN_FASTLY_DEFAULT"] = json.dumps(sim.connection())
+            print(f"Fastly simulator at {sim.url} (set AIRFLOW_CONN_FASTLY_DEFAULT to use the real API)")
+        print("Running fastly_invoices_monthly for the last 12 months:")
+        run_months()
+    report()
+
+
+if __name__ == "__main__":
+    main()
