@@ -175,7 +175,7 @@ def _int(value: Any) -> int | None:
 def _column(values: list[Any], kind: str) -> Any:
     if kind == "numeric":
         exact, dec = _decimal, Decimal
-        return pd.array(
+        return pd.Series(
             [v if v is None or type(v) is dec else dec(v) if type(v) is int else exact(v) for v in values],
             dtype=object,
         )
@@ -185,7 +185,7 @@ def _column(values: list[Any], kind: str) -> Any:
         values = [v if v is None or type(v) is int else _int(v) for v in values]
     elif kind in ("string", "json"):
         values = [v if v is None or type(v) is str else str(v) for v in values]
-    return pd.array(values, dtype=_PANDAS_DTYPE[kind])
+    return pd.Series(values, dtype=_PANDAS_DTYPE[kind])
 
 
 def _table(table: str, columns: Mapping[str, list[Any]], length: int) -> pd.DataFrame:
@@ -193,7 +193,9 @@ def _table(table: str, columns: Mapping[str, list[Any]], length: int) -> pd.Data
     empty = [None] * length
     return pd.DataFrame(
         {
-            name: pd.array(columns[name], dtype=object) if name in KEY else _column(columns.get(name, empty), kind)
+            name: pd.Series(columns.get(name, empty), dtype=object)
+            if name in KEY
+            else _column(columns.get(name, empty), kind)
             for name, kind in SCHEMA[table].items()
         },
         index=pd.RangeIndex(length),

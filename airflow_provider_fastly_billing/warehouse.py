@@ -11,6 +11,7 @@ This module imports pandas; DAG files should import it only inside tasks.
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import re
 from typing import TYPE_CHECKING, Any
@@ -49,14 +50,18 @@ def check_identifier(value: str | None, what: str) -> None:
         raise ValueError(f"{what} must be letters, digits and underscores (not starting with a digit), got {value!r}")
 
 
+def _driver(conn: Any) -> str:
+    return type(conn).__module__.split(".")[0].lstrip("_")
+
+
 def dialect_of(conn: Any) -> str:
     """``duckdb``, ``postgres``, ``sqlite`` or ``other``, from the DB-API connection's driver."""
-    driver = type(conn).__module__.split(".")[0]
-    return {"duckdb": "duckdb", "psycopg2": "postgres", "psycopg": "postgres", "sqlite3": "sqlite"}.get(driver, "other")
+    dialects = {"duckdb": "duckdb", "psycopg2": "postgres", "psycopg": "postgres", "sqlite3": "sqlite"}
+    return dialects.get(_driver(conn), "other")
 
 
 def _placeholder(conn: Any) -> str:
-    module = __import__(type(conn).__module__.split(".")[0])
+    module = importlib.import_module(_driver(conn))
     return "?" if getattr(module, "paramstyle", "qmark") == "qmark" else "%s"
 
 
@@ -69,10 +74,12 @@ class Target:
         self.schema = schema
         self.placeholder = _placeholder(conn)
         self.tables = {name: f"{schema + '.' if schema else ''}{table_prefix}{name}" for name in SCHEMA}
+        # A DuckDB cursor is a second connection with its own transaction: use the connection itself.
+        self.cursor = conn if self.dialect == "duckdb" else conn.cursor()
 
     def create_tables(self) -> None:
         """Create the schema and any missing table; committed on its own, before the data."""
-        cursor = self.conn.cursor()
+        cursor = self.cursor
         if self.schema and self.dialect in ("duckdb", "postgres"):
             cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
         types = TYPES[self.dialect]
@@ -83,7 +90,7 @@ class Target:
         self.conn.commit()
 
     def delete(self, load_keys: Sequence[str]) -> None:
-        cursor = self.conn.cursor()
+        cursor = self.cursor
         for start in range(0, len(load_keys), KEY_BATCH):
             batch = list(load_keys[start : start + KEY_BATCH])
             marks = ", ".join([self.placeholder] * len(batch))
@@ -97,18 +104,12 @@ class Target:
 
     def _insert_duckdb(self, name: str, frame: pd.DataFrame) -> None:
         types = TYPES["duckdb"]
-        view = f"_fastly_{name}"
-        self.conn.register(view, _decimals_as_text(frame, name))
-        try:
-            columns = ", ".join(SCHEMA[name])
-            select = ", ".join(f"CAST({c} AS {types[k]})" for c, k in SCHEMA[name].items())
-            self.conn.execute(f"INSERT INTO {self.tables[name]} ({columns}) SELECT {select} FROM {view}")
-        finally:
-            self.conn.unregister(view)
+        select = ", ".join(f"CAST({c} AS {types[k]})" for c, k in SCHEMA[name].items())
+        self.conn.from_df(_decimals_as_text(frame, name)).project(select).insert_into(self.tables[name])
 
     def _insert_copy(self, name: str, frame: pd.DataFrame) -> None:
         sql = f"COPY {self.tables[name]} ({', '.join(SCHEMA[name])}) FROM STDIN WITH (FORMAT csv, NULL '{NULL}')"
-        cursor = self.conn.cursor()
+        cursor = self.cursor
         for start in range(0, len(frame), COPY_ROWS):
             text = frame.iloc[start : start + COPY_ROWS].to_csv(
                 index=False, header=False, na_rep=NULL, quoting=csv.QUOTE_MINIMAL, date_format="%Y-%m-%dT%H:%M:%S.%f%z"
@@ -123,7 +124,7 @@ class Target:
         columns = list(SCHEMA[name])
         marks = ", ".join([self.placeholder] * len(columns))
         sql = f"INSERT INTO {self.tables[name]} ({', '.join(columns)}) VALUES ({marks})"
-        cursor = self.conn.cursor()
+        cursor = self.cursor
         for batch in _row_batches(frame, name, text_money=self.dialect == "sqlite"):
             cursor.executemany(sql, batch)
 

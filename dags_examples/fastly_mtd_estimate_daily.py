@@ -25,9 +25,7 @@ with DAG(
     doc_md=__doc__,
 ) as dag:
     ready = InvoiceMtdSensor(
-        task_id="wait_for_estimate", customer_id=CUSTOMER, deferrable=True, poke_interval=15, timeout=900
+        task_id="wait_for_estimate", customer_id=CUSTOMER, deferrable=True, poke_interval=5, timeout=900
     )
-    load = InvoiceToSqlOperator(
-        task_id="load_estimate", estimate_for=[CUSTOMER], warehouse_conn_id="fastly_warehouse"
-    )
+    load = InvoiceToSqlOperator(task_id="load_estimate", estimate_for=[CUSTOMER], warehouse_conn_id="fastly_warehouse")
     ready >> load

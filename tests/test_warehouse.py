@@ -1,0 +1,126 @@
+"""Loads into real DuckDB, SQLite and PostgreSQL: idempotent, all or nothing, exact to the cent."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+import pytest
+
+from airflow_provider_fastly_billing.frames import InvoiceFrames, estimate_to_frames, invoice_to_frames
+from airflow_provider_fastly_billing.hooks.billing import parse_json
+from airflow_provider_fastly_billing.testing import FastlySimulator
+from airflow_provider_fastly_billing.testing.simulator import to_json
+from airflow_provider_fastly_billing.warehouse import load_frames
+
+if TYPE_CHECKING:
+    from tests.conftest import Warehouse
+
+FETCHED = datetime(2026, 11, 2, 8, 30, tzinfo=timezone.utc)
+SIM = FastlySimulator(account_customers=3)
+
+
+def invoice(month: int, customer: int = 0) -> dict:
+    return parse_json(to_json(SIM.invoice(SIM.customers[customer], 2025, month)))
+
+
+def frames_of(*docs: dict) -> InvoiceFrames:
+    return InvoiceFrames.concat([invoice_to_frames(d, FETCHED) for d in docs])
+
+
+def everything(wh: Warehouse) -> dict[str, list[tuple]]:
+    return {
+        t: sorted(wh.rows(f"SELECT * FROM {{{t}}}"), key=repr) for t in ("invoices", "line_items", "regions", "extras")
+    }
+
+
+def as_decimal(value) -> Decimal:
+    return Decimal(str(value))
+
+
+def test_sums_read_back_match_the_invoice_totals_to_the_cent(warehouse: Warehouse) -> None:
+    docs = [invoice(m, c) for m in (1, 2, 3) for c in (0, 1)]
+    rows = load_frames(frames_of(*docs), warehouse.conn_id, schema=warehouse.schema)
+    assert rows["invoices"] == 6 and rows["line_items"] == sum(len(d["line_items"]) for d in docs)
+    sums = warehouse.rows(
+        "SELECT i.invoice_id, i.cost, l.amount FROM {invoices} i JOIN {line_items} l ON l.load_key = i.load_key"
+    )
+    per_invoice: dict[str, Decimal] = {}
+    for invoice_id, _, amount in sums:
+        per_invoice[invoice_id] = per_invoice.get(invoice_id, Decimal(0)) + as_decimal(amount)
+    for doc in docs:
+        assert per_invoice[str(doc["invoice_id"])] == doc["total"]["cost"]
+    costs = {i: as_decimal(c) for i, c, _ in sums}
+    assert costs == {str(d["invoice_id"]): d["total"]["cost"] for d in docs}
+
+
+def test_loading_the_same_month_twice_gives_the_same_rows(warehouse: Warehouse) -> None:
+    load_frames(frames_of(invoice(5)), warehouse.conn_id, schema=warehouse.schema)
+    first = everything(warehouse)
+    load_frames(frames_of(invoice(5)), warehouse.conn_id, schema=warehouse.schema)
+    assert everything(warehouse) == first
+    assert warehouse.rows("SELECT COUNT(*) FROM {invoices}") == [(1,)]
+
+
+def test_a_failed_load_leaves_the_warehouse_as_it_was(warehouse: Warehouse) -> None:
+    load_frames(frames_of(invoice(6), invoice(7)), warehouse.conn_id, schema=warehouse.schema)
+    before = everything(warehouse)
+    changed = invoice(6)
+    changed["line_items"] = changed["line_items"][:1]
+    # The same invoice twice in one load violates the invoices primary key after the deletes ran.
+    with pytest.raises(Exception, match=r"(?i)primary key|unique|duplicate"):
+        load_frames(frames_of(changed, invoice(8), changed), warehouse.conn_id, schema=warehouse.schema)
+    assert everything(warehouse) == before
+
+
+def test_a_new_unknown_field_is_loaded_and_kept(warehouse: Warehouse) -> None:
+    doc = invoice(9)
+    doc["line_items"][0]["carbon_grams"] = Decimal("12.5")
+    doc["fastly_new_section"] = {"a": [1, 2]}
+    load_frames(frames_of(doc), warehouse.conn_id, schema=warehouse.schema)
+    (extra,) = warehouse.rows("SELECT extra FROM {line_items} WHERE line_number = 1")[0]
+    assert json.loads(extra) == {"carbon_grams": "12.5"}
+    (raw,) = warehouse.rows("SELECT raw FROM {invoices}")[0]
+    assert json.loads(raw)["fastly_new_section"] == {"a": [1, 2]}
+
+
+def test_estimates_and_invoices_live_side_by_side(warehouse: Warehouse) -> None:
+    estimate = parse_json(to_json(SIM.estimate(SIM.customer_id, 2025, 9)))
+    load_frames(frames_of(invoice(9)), warehouse.conn_id, schema=warehouse.schema)
+    load_frames(estimate_to_frames(estimate, FETCHED), warehouse.conn_id, schema=warehouse.schema)
+    load_frames(estimate_to_frames(estimate, FETCHED), warehouse.conn_id, schema=warehouse.schema)
+    rows = warehouse.rows("SELECT is_estimate, COUNT(*) FROM {invoices} GROUP BY is_estimate ORDER BY is_estimate")
+    assert [(bool(e), n) for e, n in rows] == [(False, 1), (True, 1)]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"schema": "x; DROP TABLE y"}, "schema must be"),
+        ({"schema": 'a"b'}, "schema must be"),
+        ({"table_prefix": "t --"}, "table_prefix must be"),
+        ({"table_prefix": "1abc"}, "table_prefix must be"),
+    ],
+)
+def test_identifiers_that_could_inject_sql_are_refused(warehouse: Warehouse, options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_frames(frames_of(invoice(1)), warehouse.conn_id, **options)
+
+
+def test_a_connection_that_is_not_sql_is_refused(connect) -> None:
+    connect("not_sql", {"conn_type": "fastly", "host": "https://api.fastly.com", "password": "x"})
+    with pytest.raises(TypeError, match="not a SQL database connection"):
+        load_frames(frames_of(invoice(1)), "not_sql")
+
+
+def test_real_answer_with_string_amounts_loads_exactly(warehouse: Warehouse) -> None:
+    from pathlib import Path
+
+    doc = parse_json((Path(__file__).parent / "data" / "v2_invoice_meltano_2018_02.json").read_bytes())
+    load_frames(invoice_to_frames(doc, FETCHED), warehouse.conn_id, schema=warehouse.schema)
+    amounts = [as_decimal(a) for (a,) in warehouse.rows("SELECT amount FROM {line_items}")]
+    assert sum(amounts) == Decimal("575.26")
+    (units,) = warehouse.rows("SELECT units FROM {line_items} WHERE line_number = 6")[0]
+    assert as_decimal(units) == Decimal("143.656927205")
