@@ -3,7 +3,8 @@ Load last month's Fastly invoice into the warehouse, every month.
 
 Runs at 00:00 UTC on the 1st and loads the month that just ended into the ``fastly_warehouse``
 connection (a DuckDB file by default). Re-running a month replaces it; with ``catchup=True`` a
-backfill of past months is one command: ``airflow dags backfill fastly_invoices_monthly -s 2025-01-01``.
+backfill of past months is one command:
+``airflow backfill create --dag-id fastly_invoices_monthly --from-date 2025-01-01 --to-date 2025-12-31``.
 """
 
 from __future__ import annotations
