@@ -19,7 +19,12 @@ class FastlyApiError(Exception):
         self.msg = msg
         self.detail = detail
         where = f"GET {path}"
-        head = f"Fastly API error {status} on {where}" if status else f"Fastly API unreachable on {where}"
+        if status is None:
+            head = f"Fastly API unreachable on {where}"
+        elif status < 400:
+            head = f"Unusable Fastly API answer ({status}) on {where}"
+        else:
+            head = f"Fastly API error {status} on {where}"
         super().__init__(f"{head}: {msg}" + (f" ({detail})" if detail else ""))
 
 

@@ -82,3 +82,10 @@ def iso_date(value: date | str | None, what: str) -> str | None:
         except ValueError:
             pass
     raise ValueError(f"{what} must be a date or a YYYY-MM-DD string, got {value!r}")
+
+
+def api_version(value: object) -> str:
+    """Return ``"v2"`` or ``"v3"``, the billing API generations this provider speaks."""
+    if value not in ("v2", "v3"):
+        raise ValueError(f"api_version must be 'v2' or 'v3', got {value!r}")
+    return value  # type: ignore[return-value]

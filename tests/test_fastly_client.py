@@ -47,3 +47,38 @@ def test_client_parses_get_invoice_mtd(billing_api: BillingApi, sim: FastlySimul
         assert estimate.status.status == "MTD"
         past = billing_api.get_invoice_mtd(customer_id=customer, year="2025", month="05")
         assert past.customer_id == customer
+
+
+@pytest.fixture
+def invoices_api(sim: FastlySimulator, monkeypatch: pytest.MonkeyPatch):
+    from fastly.api.billing_invoices_api import BillingInvoicesApi
+
+    monkeypatch.delenv("FASTLY_API_TOKEN", raising=False)
+    configuration = fastly.Configuration(host=sim.url)
+    configuration.api_token = sim.token
+    return BillingInvoicesApi(fastly.ApiClient(configuration))
+
+
+def test_client_parses_every_v3_page_and_invoice(invoices_api, sim: FastlySimulator) -> None:
+    from fastly.model.eom_invoice_response import EomInvoiceResponse
+    from fastly.model.list_eom_invoices_response import ListEomInvoicesResponse
+
+    cursor, seen = "", []
+    while True:
+        page = invoices_api.list_invoices(billing_start_date="2024-06-01", limit="7", cursor=cursor)
+        assert isinstance(page, ListEomInvoicesResponse)
+        seen += [i.invoice_id for i in page.data]
+        cursor = page.meta.next_cursor
+        if not cursor:
+            break
+    assert len(seen) == len(set(seen)) == page.meta.total == 3 * len(sim.invoiced_months("2024-06-01"))
+    invoice = invoices_api.get_invoice_by_invoice_id(invoice_id=int(seen[0]))
+    assert isinstance(invoice, EomInvoiceResponse) and invoice.invoice_id == seen[0]
+
+
+def test_client_parses_v3_month_to_date(invoices_api, sim: FastlySimulator) -> None:
+    from fastly.model.mtd_invoice_response import MtdInvoiceResponse
+
+    estimate = invoices_api.get_month_to_date_invoice()
+    assert isinstance(estimate, MtdInvoiceResponse)
+    assert estimate.customer_id == sim.customer_id

@@ -46,6 +46,7 @@ def test_serialize_round_trips_without_the_token(fastly: FastlySimulator) -> Non
         "poll_interval",
         "end_time",
         "timeout",
+        "api_version",
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import time
@@ -24,13 +25,17 @@ from airflow_provider_fastly_billing.files import storage_path, write_atomically
 from airflow_provider_fastly_billing.retries import RETRY_STATUSES, backoff, retry_delay
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterator, Mapping
+    from datetime import date
     from pathlib import Path
 
     import requests
     from airflow.sdk import Connection
 
 DEFAULT_BASE_URL = "https://api.fastly.com"
+V3_INVOICES_PATH = "/billing/v3/invoices"
+V3_MTD_PATH = "/billing/v3/invoices/month-to-date"
+MAX_PAGE_SIZE = 200
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 5
 DEFAULT_MAX_WAIT = 60.0
@@ -138,6 +143,15 @@ def _decode(status: int, path: str, body: bytes, content_type: str) -> dict[str,
     return data
 
 
+def exact_v3_amount(document: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A v3 invoice with ``monthly_transaction_amount`` as ``Decimal``: Fastly sends it as a string at times."""
+    amount = (document or {}).get("monthly_transaction_amount")
+    if isinstance(amount, str):
+        with contextlib.suppress(ArithmeticError):
+            document["monthly_transaction_amount"] = Decimal(amount)  # type: ignore[index]
+    return document
+
+
 def _path_with_query(path: str, params: Mapping[str, str] | None) -> str:
     return f"{path}?{urlencode(params)}" if params else path
 
@@ -157,9 +171,18 @@ def invoice_by_id_path(customer_id: str, invoice_id: int | str) -> str:
 
 
 def mtd_request(
-    customer_id: str, year: int | str | None = None, month: int | str | None = None
+    customer_id: str | None,
+    year: int | str | None = None,
+    month: int | str | None = None,
+    api_version: str = "v2",
 ) -> tuple[str, dict[str, str]]:
-    """Path and query of a customer's month-to-date estimate, validated."""
+    """
+    Path and query of a month-to-date estimate, validated.
+
+    v2 estimates a customer's month; v3 has one estimate, the token's account's current month.
+    """
+    if validation.api_version(api_version) == "v3":
+        return V3_MTD_PATH, {}
     path = f"/billing/v2/account_customers/{validation.customer_id(customer_id)}/mtd_invoice"
     when = validation.optional_period(year, month)
     return path, ({"year": when[0], "month": when[1]} if when else {})
@@ -325,6 +348,58 @@ class BillingHook(BaseHook):
         """
         return self._get_json(*mtd_request(customer_id, year, month), pending_ok=True)
 
+    def list_invoices(
+        self, start: date | str | None = None, end: date | str | None = None, *, page_size: int = MAX_PAGE_SIZE
+    ) -> Iterator[dict[str, Any]]:
+        """
+        Iterate over every v3 invoice whose billing period starts in ``[start, end]``, newest first.
+
+        Follows ``meta.next_cursor`` page by page until the last; a cursor that comes back a second time
+        is refused (``FastlyApiError``), so a looping API cannot make this run forever. Inputs are
+        checked at once, before any request.
+
+        :param start: first billing start date (``date`` or ``YYYY-MM-DD``); ``None`` for no lower bound.
+        :param end: last billing start date; ``None`` for no upper bound.
+        :param page_size: invoices per request, 1 to 200.
+        """
+        params = {
+            name: value
+            for name, value in (
+                ("billing_start_date", validation.iso_date(start, "start")),
+                ("billing_end_date", validation.iso_date(end, "end")),
+            )
+            if value
+        }
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be an integer from 1 to {MAX_PAGE_SIZE}, got {page_size!r}")
+        return self._pages({**params, "limit": str(page_size)})
+
+    def _pages(self, params: dict[str, str]) -> Iterator[dict[str, Any]]:
+        followed: set[str] = set()
+        cursor = ""
+        while True:
+            page = self._get_json(V3_INVOICES_PATH, {**params, "cursor": cursor} if cursor else params) or {}
+            yield from (exact_v3_amount(invoice) for invoice in page.get("data") or [])
+            cursor = str((page.get("meta") or {}).get("next_cursor") or "")
+            if not cursor:
+                return
+            if cursor in followed:
+                where = _path_with_query(V3_INVOICES_PATH, {**params, "cursor": cursor})
+                raise FastlyApiError(200, where, "the API sent a cursor it had sent before (a paging loop)")
+            followed.add(cursor)
+
+    def get_invoice_v3(self, invoice_id: int | str) -> dict[str, Any]:
+        """
+        Return one v3 invoice (``GET /billing/v3/invoices/{invoice_id}``).
+
+        :param invoice_id: the numeric invoice id.
+        """
+        return exact_v3_amount(self._get_json(f"{V3_INVOICES_PATH}/{validation.invoice_id(invoice_id)}"))  # type: ignore[return-value]
+
+    def get_invoice_mtd_v3(self) -> dict[str, Any] | None:
+        """Return the account's v3 month-to-date invoice, or ``None`` while Fastly generates it (202)."""
+        return exact_v3_amount(self._get_json(V3_MTD_PATH, pending_ok=True))
+
     def download_invoice(
         self,
         destination: str | Path | ObjectStoragePath,
@@ -419,7 +494,11 @@ class BillingHook(BaseHook):
         raise AssertionError("unreachable")
 
     async def async_get_invoice_mtd(
-        self, customer_id: str, year: int | str | None = None, month: int | str | None = None
+        self,
+        customer_id: str | None,
+        year: int | str | None = None,
+        month: int | str | None = None,
+        api_version: str = "v2",
     ) -> dict[str, Any] | None:
-        """Async :meth:`get_invoice_mtd`, for triggers."""
-        return await self.async_get_json(*mtd_request(customer_id, year, month))
+        """Async :meth:`get_invoice_mtd` (or :meth:`get_invoice_mtd_v3` with ``api_version="v3"``), for triggers."""
+        return await self.async_get_json(*mtd_request(customer_id, year, month, api_version))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
 
+from airflow_provider_fastly_billing import validation
 from airflow_provider_fastly_billing.files import storage_path, write_atomically
 from airflow_provider_fastly_billing.hooks.billing import BillingHook
 from airflow_provider_fastly_billing.xcom import jsonable, to_json_bytes
@@ -66,7 +68,7 @@ class _BillingOperator(BaseOperator):
         self.log.info("Wrote %d bytes of %s to %s", size, self.fmt, self.output_path)
         return {"path": str(self.output_path), "bytes": size, "format": self.fmt}
 
-    def _deliver(self, data: dict[str, Any]) -> Any:
+    def _deliver(self, data: dict[str, Any] | list[dict[str, Any]]) -> Any:
         """Return ``data`` for XCom (money as exact strings), or write it to ``output_path``."""
         if not self.output_path:
             return jsonable(data)
@@ -122,6 +124,42 @@ class GetInvoiceByIdOperator(_BillingOperator):
         return self._deliver(self.hook.get_invoice_by_id(self.customer_id, self.invoice_id))
 
 
+class ListInvoicesOperator(_BillingOperator):
+    """
+    List every Billing v3 invoice whose billing period starts in ``[start, end]``, across all pages.
+
+    XCom holds a summary (count, invoice ids, the total as an exact string), or with ``output_path``
+    the invoices are written there as a JSON list and XCom holds the file's path and size.
+
+    :param start: first billing start date, ``YYYY-MM-DD`` (templated, e.g. ``"{{ ds }}"``).
+    :param end: last billing start date, ``YYYY-MM-DD``.
+    :param page_size: invoices per request, 1 to 200.
+    """
+
+    template_fields: Sequence[str] = (*_BillingOperator.template_fields, "start", "end")
+    formats = ("json",)
+
+    def __init__(
+        self, *, start: str | None = None, end: str | None = None, page_size: int = 200, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.start = start
+        self.end = end
+        self.page_size = page_size
+
+    def execute(self, context: Context) -> Any:
+        self._check_output()
+        invoices = list(self.hook.list_invoices(self.start, self.end, page_size=self.page_size))
+        if self.output_path:
+            return self._deliver(invoices)
+        total = sum(Decimal(str(i.get("monthly_transaction_amount") or 0)) for i in invoices)
+        return {
+            "count": len(invoices),
+            "invoice_ids": [str(i.get("invoice_id")) for i in invoices],
+            "total_amount": str(total),
+        }
+
+
 class GetInvoiceMtdOperator(_BillingOperator):
     """
     Fetch a customer's month-to-date estimate, waiting while Fastly answers 202.
@@ -132,6 +170,7 @@ class GetInvoiceMtdOperator(_BillingOperator):
     :param poll_interval: seconds between polls while the estimate is being generated.
     :param timeout: seconds to wait for the estimate before failing.
     :param deferrable: wait in the triggerer instead of a worker slot.
+    :param api_version: ``"v2"`` (default), or ``"v3"`` for the token's account's v3 estimate (no customer id).
     """
 
     template_fields: Sequence[str] = (*_BillingOperator.template_fields, "customer_id", "year", "month")
@@ -140,12 +179,13 @@ class GetInvoiceMtdOperator(_BillingOperator):
     def __init__(
         self,
         *,
-        customer_id: str,
+        customer_id: str | None = None,
         year: int | str | None = None,
         month: int | str | None = None,
         poll_interval: float = 10.0,
         timeout: float = 600.0,
         deferrable: bool = default_deferrable(),
+        api_version: str = "v2",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -155,6 +195,7 @@ class GetInvoiceMtdOperator(_BillingOperator):
         self.poll_interval = poll_interval
         self.timeout = timeout
         self.deferrable = deferrable
+        self.api_version = api_version
 
     def execute(self, context: Context) -> Any:
         self._check_output()
@@ -167,6 +208,7 @@ class GetInvoiceMtdOperator(_BillingOperator):
             timeout=self.timeout,
             log=self.log,
             defer=self.defer if self.deferrable else None,
+            api_version=self.api_version,
         )
         return self._deliver(estimate)
 
@@ -177,9 +219,18 @@ class GetInvoiceMtdOperator(_BillingOperator):
         return self._deliver(estimate_from_event(event, TimeoutError))
 
 
+def fetch_estimate(
+    hook: BillingHook, api_version: str, customer_id: str | None, year: int | str | None, month: int | str | None
+) -> dict[str, Any] | None:
+    """One poll of the month-to-date estimate of either API generation; ``None`` while Fastly answers 202."""
+    if validation.api_version(api_version) == "v3":
+        return hook.get_invoice_mtd_v3()
+    return hook.get_invoice_mtd(customer_id, year, month)  # type: ignore[arg-type]
+
+
 def wait_for_estimate(
     hook: BillingHook,
-    customer_id: str,
+    customer_id: str | None,
     year: int | str | None,
     month: int | str | None,
     *,
@@ -187,6 +238,7 @@ def wait_for_estimate(
     timeout: float,
     log: Any,
     defer: Callable[..., Any] | None = None,
+    api_version: str = "v2",
 ) -> dict[str, Any]:
     """
     Poll a month-to-date estimate until Fastly has generated it, in the task or deferred.
@@ -194,11 +246,12 @@ def wait_for_estimate(
     :param defer: the task's ``defer`` to hand the wait to
         :class:`~airflow_provider_fastly_billing.triggers.billing.InvoiceMtdTrigger` at the first 202
         (the task resumes in ``execute_complete``); ``None`` polls here every ``poll_interval`` seconds.
+    :param api_version: ``"v2"`` (a customer's estimate) or ``"v3"`` (the token's account).
     """
     from airflow_provider_fastly_billing.triggers.billing import InvoiceMtdTrigger, mtd_timeout_message
 
     deadline = time.time() + timeout
-    while (estimate := hook.get_invoice_mtd(customer_id, year, month)) is None:
+    while (estimate := fetch_estimate(hook, api_version, customer_id, year, month)) is None:
         if defer is not None:
             trigger = InvoiceMtdTrigger(
                 customer_id,
@@ -208,10 +261,11 @@ def wait_for_estimate(
                 poll_interval=poll_interval,
                 end_time=deadline,
                 timeout=timeout,
+                api_version=api_version,
             )
             defer(trigger=trigger, method_name="execute_complete")
         if time.time() + poll_interval > deadline:
             raise TimeoutError(mtd_timeout_message(customer_id, timeout))
-        log.info("Estimate for %s not ready yet; next poll in %s s", customer_id, poll_interval)
+        log.info("Estimate for %s not ready yet; next poll in %s s", customer_id or "the account", poll_interval)
         time.sleep(poll_interval)
     return estimate

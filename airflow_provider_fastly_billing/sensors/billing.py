@@ -8,7 +8,11 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_fastly_billing.hooks.billing import BillingHook
-from airflow_provider_fastly_billing.operators.billing import default_deferrable, wait_for_estimate
+from airflow_provider_fastly_billing.operators.billing import (
+    default_deferrable,
+    fetch_estimate,
+    wait_for_estimate,
+)
 from airflow_provider_fastly_billing.xcom import jsonable
 
 if TYPE_CHECKING:
@@ -31,6 +35,8 @@ class InvoiceMtdSensor(BaseSensorOperator):
     :param month: with ``year``.
     :param fastly_conn_id: the ``fastly`` connection.
     :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``.
+    :param api_version: ``"v2"`` (default), or ``"v3"`` for the token's account's v3 month-to-date
+        invoice (``customer_id``, ``year`` and ``month`` are then not used).
     """
 
     template_fields: Sequence[str] = ("customer_id", "year", "month", "fastly_conn_id")
@@ -39,16 +45,18 @@ class InvoiceMtdSensor(BaseSensorOperator):
     def __init__(
         self,
         *,
-        customer_id: str,
+        customer_id: str | None = None,
         year: int | str | None = None,
         month: int | str | None = None,
         fastly_conn_id: str = BillingHook.default_conn_name,
         deferrable: bool = default_deferrable(),
         poke_interval: float = 10.0,
         timeout: float = 600.0,
+        api_version: str = "v2",
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
+        self.api_version = api_version
         self.customer_id = customer_id
         self.year = year
         self.month = month
@@ -60,7 +68,7 @@ class InvoiceMtdSensor(BaseSensorOperator):
         return BillingHook(self.fastly_conn_id)
 
     def poke(self, context: Context) -> PokeReturnValue:
-        estimate = self.hook.get_invoice_mtd(self.customer_id, self.year, self.month)
+        estimate = fetch_estimate(self.hook, self.api_version, self.customer_id, self.year, self.month)
         return PokeReturnValue(is_done=estimate is not None, xcom_value=jsonable(estimate))
 
     def execute(self, context: Context) -> Any:
@@ -75,6 +83,7 @@ class InvoiceMtdSensor(BaseSensorOperator):
             timeout=self.timeout,
             log=self.log,
             defer=self.defer,
+            api_version=self.api_version,
         )
         return jsonable(estimate)
 

@@ -9,6 +9,7 @@ Amounts are ``Decimal`` rounded to the cent, line items add up to the total, and
 
 from __future__ import annotations
 
+import calendar
 import csv
 import hashlib
 import io
@@ -396,3 +397,63 @@ def invoice_pdf(invoice: dict[str, Any], padding: int = 0) -> tuple[int, Iterato
         yield tail
 
     return len(header) + pad_len + len(tail), chunks()
+
+
+V3_PRODUCT = {"CDN": ("Full-Site Delivery", "Network Services")}
+
+
+def _v3_line_items(ch: InvoiceCharges, *, with_coupon: bool) -> list[dict[str, Any]]:
+    items = []
+    for c in billable(ch):
+        group, line = V3_PRODUCT.get(c.product, ("Platform", "Professional Services"))
+        item = {
+            "description": _service_name(c),
+            "amount": c.amount,
+            "credit_coupon_code": "",
+            "rate": c.rate,
+            "units": c.units,
+            "product_name": c.product,
+            "product_group": group,
+            "product_line": line,
+            "region": c.region,
+            "usage_type": c.usage,
+        }
+        if not with_coupon:
+            del item["credit_coupon_code"]
+        items.append(item)
+    return items
+
+
+def _v3_period(ch: InvoiceCharges) -> tuple[str, str]:
+    last_day = calendar.monthrange(ch.year, ch.month)[1]
+    return _period(ch)[0], f"{ch.year:04d}-{ch.month:02d}-{last_day:02d}T23:59:59Z"
+
+
+def v3_invoice(ch: InvoiceCharges) -> dict[str, Any]:
+    """An ``Invoice`` (``EomInvoiceResponse``) of Billing v3, the same charges as :func:`v2_invoice`."""
+    start, end = _v3_period(ch)
+    _, posted = _period(ch)
+    return {
+        "customer_id": ch.customer_id,
+        "invoice_id": str(ch.invoice_id),
+        "invoice_posted_on": posted.replace("T00:00:00Z", "T07:00:00Z").replace("-01T", "-03T"),
+        "billing_start_date": start,
+        "billing_end_date": end,
+        "statement_number": f"FSTL{ch.invoice_id}",
+        "currency_code": "USD",
+        "monthly_transaction_amount": ch.cost,
+        "transaction_line_items": _v3_line_items(ch, with_coupon=True),
+    }
+
+
+def v3_month_to_date(ch: InvoiceCharges) -> dict[str, Any]:
+    """An ``MtdInvoiceResponse``: its total is a string, its line items have no coupon code."""
+    start, end = _v3_period(ch)
+    return {
+        "customer_id": ch.customer_id,
+        "invoice_id": f"MTD{ch.customer_id}{ch.year:04d}{ch.month:02d}",
+        "billing_start_date": start,
+        "billing_end_date": end,
+        "monthly_transaction_amount": str(ch.cost),
+        "transaction_line_items": _v3_line_items(ch, with_coupon=False),
+    }

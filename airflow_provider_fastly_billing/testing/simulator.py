@@ -11,6 +11,7 @@ request (error statuses, delays, dropped connections, truncated or mislabelled b
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -97,6 +98,8 @@ class FastlySimulator:
     :param pdf_padding: bytes added to every PDF, to test large downloads.
     :param string_amounts: send line items' units, rates and amounts as JSON strings, as some real
         answers do (Fastly's own client rejects those).
+
+    Set :attr:`repeat_cursor` to make v3 paging loop (every page points back to the second one).
     """
 
     def __init__(
@@ -128,6 +131,7 @@ class FastlySimulator:
         self.latency = latency
         self.pdf_padding = pdf_padding
         self.string_amounts = string_amounts
+        self.repeat_cursor = False
         self.requests: list[RecordedRequest] = []
         self.faults: deque[Fault] = deque()
         self.max_in_flight = 0
@@ -244,6 +248,72 @@ class FastlySimulator:
             return None
         return invoices.v2_estimate(charges)
 
+    def estimate_v3(self) -> dict[str, Any] | None:
+        """The v3 month-to-date invoice of the token's customer, or ``None`` while it is generated."""
+        if self.customer_id in self.no_estimate_customers:
+            raise _Reply(422, {"title": "Month-to-date invoice unavailable", "detail": "parent-pay account"})
+        now = time.gmtime()
+        charges = self.charges(self.customer_id, now.tm_year, now.tm_mon, estimate=True)
+        if not self._estimate_ready(("v3", f"{now.tm_year:04d}-{now.tm_mon:02d}")):
+            return None
+        return invoices.v3_month_to_date(charges)
+
+    def invoice_v3(self, invoice_id: int) -> dict[str, Any]:
+        decoded = invoices.decode_invoice_id(invoice_id)
+        if decoded is None or decoded[0] >= len(self.customers):
+            raise _Reply(404, {"title": "Not Found", "detail": f"No invoice {invoice_id}"})
+        index, year, month = decoded
+        return invoices.v3_invoice(self.charges(self.customers[index], year, month))
+
+    def invoiced_months(self, start: str | None = None, end: str | None = None) -> list[tuple[int, int]]:
+        """Months with a closed invoice whose first day is in ``[start, end]``, newest first."""
+        now = time.gmtime()
+        first, last = invoices.month_index(*self.first_month), invoices.month_index(now.tm_year, now.tm_mon) - 1
+        months = [(m // 12, m % 12 + 1) for m in range(last, first - 1, -1)]
+        return [(y, m) for y, m in months if (start or "") <= f"{y:04d}-{m:02d}-01" <= (end or "9999")]
+
+    def list_v3(self, query: dict[str, str]) -> dict[str, Any]:
+        """One page of ``GET /billing/v3/invoices``: every customer's invoices, newest billing month first."""
+        start, end = query.get("billing_start_date") or None, query.get("billing_end_date") or None
+        for value in (start, end):
+            if value is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+                raise _Reply(400, {"title": "Bad Request", "detail": f"invalid date {value!r}"})
+        limit = query.get("limit", "100")
+        if not limit.isdigit() or not 1 <= int(limit) <= 200:
+            raise _Reply(400, {"title": "Bad Request", "detail": "limit must be 1 to 200"})
+        limit_n = int(limit)
+        months = self.invoiced_months(start, end)
+        total = len(months) * len(self.customers)
+        offset = self._decode_cursor(query.get("cursor", ""), f"{start}:{end}")
+        data = [
+            invoices.v3_invoice(
+                self.charges(self.customers[k % len(self.customers)], *months[k // len(self.customers)])
+            )
+            for k in range(offset, min(offset + limit_n, total))
+        ]
+        following = limit_n if self.repeat_cursor else offset + limit_n
+        cursor = self._encode_cursor(following, f"{start}:{end}") if offset + limit_n < total else ""
+        return {
+            "data": data,
+            "meta": {"next_cursor": cursor, "limit": limit_n, "sort": "billing_start_date", "total": total},
+        }
+
+    @staticmethod
+    def _encode_cursor(offset: int, scope: str) -> str:
+        return base64.urlsafe_b64encode(json.dumps({"o": offset, "s": scope}).encode()).decode()
+
+    @staticmethod
+    def _decode_cursor(cursor: str, scope: str) -> int:
+        if not cursor:
+            return 0
+        try:
+            state = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+            if state["s"] == scope and isinstance(state["o"], int) and state["o"] >= 0:
+                return state["o"]
+        except (ValueError, KeyError, TypeError):
+            pass
+        raise _Reply(400, {"title": "Bad Request", "detail": "invalid cursor"})
+
     # Request handling -----------------------------------------------------------------------------
 
     def _check_rate_limit(self) -> dict[str, str]:
@@ -296,6 +366,12 @@ class FastlySimulator:
             now = time.gmtime()
             year, month = int(query.get("year", now.tm_year)), int(query.get("month", now.tm_mon))
             return self.estimate(m[1], year, month)
+        if path == "/billing/v3/invoices":
+            return self.list_v3(query)
+        if path == "/billing/v3/invoices/month-to-date":
+            return self.estimate_v3()
+        if m := re.fullmatch(r"/billing/v3/invoices/(\d+)", path):
+            return self.invoice_v3(int(m[1]))
         raise _Reply(404, {"msg": "Record not found", "detail": f"No route {path}"})
 
 

@@ -16,9 +16,10 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
 
-def mtd_timeout_message(customer_id: str, timeout: float) -> str:
+def mtd_timeout_message(customer_id: str | None, timeout: float) -> str:
     """The error a user sees when an estimate was still not ready at the deadline."""
-    return f"Fastly month-to-date estimate for customer {customer_id} was not ready after {timeout:.0f} s"
+    who = f"customer {customer_id}" if customer_id else "the token's account"
+    return f"Fastly month-to-date estimate for {who} was not ready after {timeout:.0f} s"
 
 
 class InvoiceMtdTrigger(BaseTrigger):
@@ -30,19 +31,20 @@ class InvoiceMtdTrigger(BaseTrigger):
     ``{"status": "timeout", "message": ...}`` at ``end_time``. The kwargs hold the connection id, never
     the token.
 
-    :param customer_id: the alphanumeric Fastly customer id.
-    :param year: with ``month``, the month to estimate; both ``None`` for the current month.
+    :param customer_id: the alphanumeric Fastly customer id (v2; v3 estimates the token's account).
+    :param year: with ``month``, the month to estimate; both ``None`` for the current month (v2 only).
     :param month: with ``year``.
     :param fastly_conn_id: the ``fastly`` connection to read the token and base URL from.
     :param poll_interval: seconds between polls while Fastly answers 202.
     :param end_time: Unix time after which the trigger gives up; absolute, so that a restarted trigger
         and the task's ``execution_timeout`` keep the same deadline.
     :param timeout: the waiting time the deadline stands for, for the message.
+    :param api_version: ``"v2"`` or ``"v3"``, the billing API generation to poll.
     """
 
     def __init__(
         self,
-        customer_id: str,
+        customer_id: str | None,
         *,
         year: int | str | None = None,
         month: int | str | None = None,
@@ -50,6 +52,7 @@ class InvoiceMtdTrigger(BaseTrigger):
         poll_interval: float = 10.0,
         end_time: float,
         timeout: float = 0.0,
+        api_version: str = "v2",
     ) -> None:
         super().__init__()
         self.customer_id = customer_id
@@ -59,6 +62,7 @@ class InvoiceMtdTrigger(BaseTrigger):
         self.poll_interval = poll_interval
         self.end_time = end_time
         self.timeout = timeout
+        self.api_version = api_version
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Class path and JSON-only kwargs; no token."""
@@ -72,6 +76,7 @@ class InvoiceMtdTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
                 "timeout": self.timeout,
+                "api_version": self.api_version,
             },
         )
 
@@ -80,7 +85,7 @@ class InvoiceMtdTrigger(BaseTrigger):
         hook = BillingHook(self.fastly_conn_id)
         while True:
             try:
-                estimate = await hook.async_get_invoice_mtd(self.customer_id, self.year, self.month)
+                estimate = await hook.async_get_invoice_mtd(self.customer_id, self.year, self.month, self.api_version)
             except (FastlyApiError, ValueError) as exc:
                 yield TriggerEvent({"status": "error", "message": str(exc)})
                 return
