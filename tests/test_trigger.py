@@ -96,3 +96,20 @@ def test_429_retry_after_is_honoured(fastly: FastlySimulator) -> None:
     assert fastly.rate_limited == 1
     assert time.monotonic() - started >= 0.9
     assert len(fastly.billing_requests()) == 4 + fastly.rate_limited
+
+
+def test_v3_success_after_202s(fastly: FastlySimulator) -> None:
+    fastly.mtd_pending = 2
+    (event,) = events(make_trigger(None, api_version="v3"))
+    assert event["status"] == "success"
+    assert event["estimate"]["customer_id"] == fastly.customer_id
+    assert [r.path for r in fastly.billing_requests()] == ["/billing/v3/invoices/month-to-date"] * 3
+
+
+def test_v3_timeout_names_the_account(fastly: FastlySimulator) -> None:
+    fastly.mtd_pending = 10_000
+    (event,) = events(make_trigger(None, timeout=0.1, api_version="v3"))
+    assert event == {
+        "status": "timeout",
+        "message": "Fastly month-to-date estimate for the token's account was not ready after 0 s",
+    }
