@@ -10,6 +10,7 @@ This module imports pandas; DAG files should import it only inside tasks.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib
 import io
@@ -195,5 +196,7 @@ def _replace(target: Target, frames: InvoiceFrames) -> None:
             target.insert(name, frame)
         target.conn.commit()
     except BaseException:
-        target.conn.rollback()
+        # A dropped connection cannot roll back, but its server already has: keep the original error.
+        with contextlib.suppress(Exception):
+            target.conn.rollback()
         raise

@@ -106,5 +106,5 @@ def test_v3_errors_and_retries(sim: FastlySimulator, connect) -> None:
     sim.inject("status", times=2, status=500, path="/billing/v3/")
     assert len(list(hook.list_invoices("2025-01-01", "2025-01-31"))) == 3
     sim.no_estimate_customers.add(sim.customer_id)
-    with pytest.raises(FastlyApiError, match="422 .*Month-to-date invoice unavailable"):
+    with pytest.raises(FastlyApiError, match=r"422 .*Month-to-date invoice unavailable"):
         hook.get_invoice_mtd_v3()
