@@ -56,6 +56,8 @@ def customer_id(value: object) -> str:
     """Return ``value`` if it is an alphanumeric Fastly customer id."""
     if not isinstance(value, str) or not _CUSTOMER_ID.fullmatch(value):
         raise ValueError(f"customer_id must be 1 to 64 letters and digits, got {value!r}")
+    if value.lower() in ("none", "null"):
+        raise ValueError(f"customer_id {value!r} is what an empty template renders to, not a customer id")
     return value
 
 
