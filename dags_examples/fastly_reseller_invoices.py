@@ -25,5 +25,5 @@ with DAG(
         task_id="load_invoices",
         invoices="{{ var.json.fastly_reseller_invoices }}",
         warehouse_conn_id="fastly_warehouse",
-        max_workers=4,
+        max_workers=8,
     )
