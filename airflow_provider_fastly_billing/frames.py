@@ -143,7 +143,7 @@ class InvoiceFrames:
     def concat(cls, parts: Sequence[InvoiceFrames]) -> InvoiceFrames:
         """All ``parts`` as one set of frames, loaded in one transaction."""
         if not parts:
-            return _frames({name: {} for name in SCHEMA}, dict.fromkeys(SCHEMA, 0))
+            return _frames_of([])
         return cls(**{name: pd.concat([p.tables[name] for p in parts], ignore_index=True) for name in SCHEMA})
 
 
@@ -202,8 +202,21 @@ def _table(table: str, columns: Mapping[str, list[Any]], length: int) -> pd.Data
     )
 
 
-def _frames(columns: Mapping[str, Mapping[str, list[Any]]], lengths: Mapping[str, int]) -> InvoiceFrames:
-    return InvoiceFrames(**{name: _table(name, columns[name], lengths[name]) for name in SCHEMA})
+Columns = dict[str, dict[str, list[Any]]]
+"""One document's rows, column by column, per table; every non-empty table has a ``load_key`` column."""
+
+
+def _frames_of(parts: Sequence[Columns]) -> InvoiceFrames:
+    """One DataFrame per table for all ``parts``: building DataFrames once is what makes many invoices cheap."""
+    tables = {}
+    for name, columns in SCHEMA.items():
+        lengths = [len(part[name].get("load_key", ())) for part in parts]
+        merged: dict[str, list[Any]] = {column: [] for column in columns}
+        for part, length in zip(parts, lengths, strict=True):
+            for column, values in merged.items():
+                values.extend(part[name].get(column) or [None] * length)
+        tables[name] = _table(name, merged, sum(lengths))
+    return InvoiceFrames(**tables)
 
 
 def _json(value: Any) -> str:
@@ -282,7 +295,7 @@ def _timestamp(value: datetime | date) -> str:
     return datetime(value.year, value.month, value.day, tzinfo=timezone.utc).isoformat()
 
 
-def _v2(doc: Mapping[str, Any], is_estimate: bool, fetched_at: str, load_key: str) -> InvoiceFrames:
+def _v2(doc: Mapping[str, Any], is_estimate: bool, fetched_at: str, load_key: str) -> Columns:
     total = doc.get("total") or {}
     status = doc.get("status") or {}
     key = {
@@ -306,7 +319,7 @@ def _v2(doc: Mapping[str, Any], is_estimate: bool, fetched_at: str, load_key: st
     items = list(doc.get("line_items") or [])
     if isinstance(doc.get("line_items"), dict):  # some client models wrap the list in {"value": [...]}
         items = list(doc["line_items"].get("value") or [])
-    columns = {
+    return {
         "invoices": {name: [value] for name, value in invoice.items()},
         "line_items": _line_items(
             {**key, "is_estimate": is_estimate}, items, V2_ESTIMATE_ITEM if is_estimate else V2_INVOICE_ITEM
@@ -314,11 +327,9 @@ def _v2(doc: Mapping[str, Any], is_estimate: bool, fetched_at: str, load_key: st
         "regions": _regions(key, doc.get("regions") or {}),
         "extras": _extras(key, list(total.get("extras") or [])),
     }
-    lengths = {"invoices": 1, "line_items": len(items), "regions": len(columns["regions"]["load_key"])}
-    return _frames(columns, {**lengths, "extras": len(columns["extras"]["load_key"])})
 
 
-def _v3(doc: Mapping[str, Any], is_estimate: bool, fetched_at: str, load_key: str) -> InvoiceFrames:
+def _v3(doc: Mapping[str, Any], is_estimate: bool, fetched_at: str, load_key: str) -> Columns:
     key = {
         "load_key": load_key,
         "api_version": "v3",
@@ -340,13 +351,12 @@ def _v3(doc: Mapping[str, Any], is_estimate: bool, fetched_at: str, load_key: st
     }
     items = list(doc.get("transaction_line_items") or [])
     fields = ("description", "amount", "units", "credit_coupon_code", *V3_LINE_ITEM)
-    columns = {
+    return {
         "invoices": {name: [value] for name, value in invoice.items()},
         "line_items": _line_items({**key, "is_estimate": is_estimate}, items, fields),
         "regions": {},
         "extras": {},
     }
-    return _frames(columns, {"invoices": 1, "line_items": len(items), "regions": 0, "extras": 0})
 
 
 def is_v3(doc: Mapping[str, Any]) -> bool:
@@ -359,31 +369,52 @@ def _period_of(doc: Mapping[str, Any]) -> str:
     return "unknown" if pd.isna(start) else start.strftime("%Y-%m")
 
 
-def invoice_to_frames(invoice: Mapping[str, Any], fetched_at: datetime | None = None) -> InvoiceFrames:
-    """
-    The tables of one invoice, v2 (``BillingResponse``) or v3 (``Invoice``).
-
-    :param invoice: the invoice as the hook returned it.
-    :param fetched_at: when it was fetched; default now. Re-loading an invoice replaces it.
-    """
+def _invoice_columns(invoice: Mapping[str, Any], stamp: str) -> Columns:
     version = "v3" if is_v3(invoice) else "v2"
     load_key = f"{version}/invoice/{invoice.get('customer_id')}/{invoice.get('invoice_id')}"
-    stamp = _timestamp(fetched_at or datetime.now(timezone.utc))
     return (_v3 if version == "v3" else _v2)(invoice, False, stamp, load_key)
+
+
+def _estimate_columns(estimate: Mapping[str, Any], stamp: str, day: str) -> Columns:
+    version = "v3" if is_v3(estimate) else "v2"
+    load_key = f"{version}/estimate/{estimate.get('customer_id')}/{_period_of(estimate)}/{day}"
+    return (_v3 if version == "v3" else _v2)(estimate, True, stamp, load_key)
+
+
+def invoices_to_frames(invoices: Iterable[Mapping[str, Any]], fetched_at: datetime | None = None) -> InvoiceFrames:
+    """
+    The tables of any number of invoices, v2 (``BillingResponse``) or v3 (``Invoice``), mixed or not.
+
+    :param invoices: the invoices as the hook returned them.
+    :param fetched_at: when they were fetched; default now. Re-loading an invoice replaces it.
+    """
+    stamp = _timestamp(fetched_at or datetime.now(timezone.utc))
+    return _frames_of([_invoice_columns(invoice, stamp) for invoice in invoices])
+
+
+def invoice_to_frames(invoice: Mapping[str, Any], fetched_at: datetime | None = None) -> InvoiceFrames:
+    """The tables of one invoice; see :func:`invoices_to_frames`."""
+    return invoices_to_frames([invoice], fetched_at)
+
+
+def estimates_to_frames(
+    estimates: Iterable[Mapping[str, Any]], fetched_at: datetime, snapshot_date: date | None = None
+) -> InvoiceFrames:
+    """
+    The tables of month-to-date estimates, v2 or v3, each as one snapshot.
+
+    :param estimates: the estimates as the hook returned them.
+    :param fetched_at: when they were fetched.
+    :param snapshot_date: the day the snapshots stand for (default ``fetched_at``'s); loading a snapshot
+        of the same day again replaces it, other days' snapshots stay.
+    """
+    day = (snapshot_date or fetched_at).strftime("%Y-%m-%d")
+    stamp = _timestamp(fetched_at)
+    return _frames_of([_estimate_columns(estimate, stamp, day) for estimate in estimates])
 
 
 def estimate_to_frames(
     estimate: Mapping[str, Any], fetched_at: datetime, snapshot_date: date | None = None
 ) -> InvoiceFrames:
-    """
-    The tables of a month-to-date estimate, v2 or v3, as one snapshot.
-
-    :param estimate: the estimate as the hook returned it.
-    :param fetched_at: when it was fetched.
-    :param snapshot_date: the day the snapshot stands for (default ``fetched_at``'s); loading a snapshot
-        of the same day again replaces it, other days' snapshots stay.
-    """
-    version = "v3" if is_v3(estimate) else "v2"
-    day = (snapshot_date or fetched_at).strftime("%Y-%m-%d")
-    load_key = f"{version}/estimate/{estimate.get('customer_id')}/{_period_of(estimate)}/{day}"
-    return (_v3 if version == "v3" else _v2)(estimate, True, _timestamp(fetched_at), load_key)
+    """The tables of one month-to-date estimate; see :func:`estimates_to_frames`."""
+    return estimates_to_frames([estimate], fetched_at, snapshot_date)

@@ -149,19 +149,19 @@ class InvoiceToSqlOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         mode, what = self._check()
         if mode == "period":
-            return self._load([self._as_frames(i, context) for i in self._invoices_of_month(*what)])
+            return self._load(self._invoices_of_month(*what), [], context)
         if mode == "invoices":
-            return self._load(self._fan_out(lambda pair: self._as_frames(self._invoice(pair), context), what))
+            return self._load(self._fan_out(self._invoice, what), [], context)
         if len(what) == 1:
             defer = self.defer if self.deferrable else None
-            return self._load([self._as_frames(self._estimate_of(what[0], self.hook, defer), context, estimate=True)])
-        return self._load(self._fan_out(lambda c: self._as_frames(self._estimate_of(c), context, estimate=True), what))
+            return self._load([], [self._estimate_of(what[0], self.hook, defer)], context)
+        return self._load([], self._fan_out(self._estimate_of, what), context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after deferral with the estimate, and load it."""
         from airflow_provider_fastly_billing.triggers.billing import estimate_from_event
 
-        return self._load([self._as_frames(estimate_from_event(event, TimeoutError), context, estimate=True)])
+        return self._load([], [estimate_from_event(event, TimeoutError)], context)
 
     def _invoices_of_month(self, year: str, month: str) -> list[dict[str, Any]]:
         """v2: the account's invoice of the month; v3: every invoice listed for the month."""
@@ -190,31 +190,27 @@ class InvoiceToSqlOperator(BaseOperator):
             api_version=self.api_version,
         )
 
-    def _fan_out(self, fetch: Callable[[Any], InvoiceFrames], items: Sequence[Any]) -> list[InvoiceFrames]:
-        """
-        Fetch ``items`` and build their frames in a bounded pool, so frames of one are built while others wait
-        on the network; any failure fails the task before anything is loaded.
-        """
+    def _fan_out(self, fetch: Callable[[Any], dict[str, Any]], items: Sequence[Any]) -> list[dict[str, Any]]:
+        """Fetch ``items`` with a bounded pool; any failure fails the task before anything is loaded."""
         workers = min(int(self.max_workers), len(items))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastly") as pool:
             return list(pool.map(fetch, items))
 
-    def _as_frames(self, document: dict[str, Any], context: Context, *, estimate: bool = False) -> InvoiceFrames:
-        """The frames of a fetched invoice, or of an estimate as the snapshot of the run's day."""
-        from airflow_provider_fastly_billing.frames import estimate_to_frames, invoice_to_frames
-
-        fetched_at = datetime.now(timezone.utc)
-        if not estimate:
-            return invoice_to_frames(document, fetched_at)
-        if self.estimate_for and document.get("customer_id") not in self.estimate_for:
-            raise ValueError(f"the estimate is for customer {document.get('customer_id')}, not {self.estimate_for}")
-        return estimate_to_frames(document, fetched_at, (context.get("logical_date") or fetched_at).date())
-
-    def _load(self, parts: list[InvoiceFrames]) -> dict[str, Any]:
-        from airflow_provider_fastly_billing.frames import InvoiceFrames
+    def _load(
+        self, invoices: list[dict[str, Any]], estimates: list[dict[str, Any]], context: Context
+    ) -> dict[str, Any]:
+        """Build the frames of everything fetched at once, and load them in one transaction."""
+        from airflow_provider_fastly_billing.frames import InvoiceFrames, estimates_to_frames, invoices_to_frames
         from airflow_provider_fastly_billing.warehouse import load_frames
 
-        frames = InvoiceFrames.concat(parts)
+        for estimate in estimates:
+            if self.estimate_for and estimate.get("customer_id") not in self.estimate_for:
+                raise ValueError(f"the estimate is for customer {estimate.get('customer_id')}, not {self.estimate_for}")
+        fetched_at = datetime.now(timezone.utc)
+        snapshot = (context.get("logical_date") or fetched_at).date()
+        frames = InvoiceFrames.concat(
+            [invoices_to_frames(invoices, fetched_at), estimates_to_frames(estimates, fetched_at, snapshot)]
+        )
         rows = load_frames(frames, self.warehouse_conn_id, schema=self.schema, table_prefix=self.table_prefix)
         summary = _summary(frames, rows)
         self.log.info("Loaded %s into %s: %s", summary["invoice_ids"], self.warehouse_conn_id, rows)

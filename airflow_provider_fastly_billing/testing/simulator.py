@@ -378,6 +378,7 @@ class FastlySimulator:
 def _make_handler(sim: FastlySimulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body leave at once, as from a real server
         server_version = "FastlySimulator"
 
         def log_message(self, format: str, *args: Any) -> None:

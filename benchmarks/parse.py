@@ -1,0 +1,50 @@
+"""Parse cost: what importing each example DAG file adds to ``import airflow.sdk``, in fresh processes."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+from typing import Any
+
+from benchmarks.common import ROOT
+
+PROCESSES = 7
+TARGET_MS = 50.0
+CHILD = """
+import sys, time
+import airflow.sdk
+started = time.perf_counter()
+import runpy
+runpy.run_path(sys.argv[1])
+print((time.perf_counter() - started) * 1000)
+"""
+BASELINE_DAG = """
+import pendulum
+from airflow.sdk import DAG
+from airflow.providers.standard.operators.empty import EmptyOperator
+
+with DAG(dag_id="plain", schedule="@monthly", start_date=pendulum.datetime(2025, 1, 1, tz="UTC"), catchup=True) as dag:
+    EmptyOperator(task_id="nothing")
+"""
+
+
+def _median_ms(path: str) -> float:
+    times = []
+    for _ in range(PROCESSES):
+        done = subprocess.run([sys.executable, "-c", CHILD, path], capture_output=True, text=True, check=True)
+        times.append(float(done.stdout.strip().splitlines()[-1]))
+    return statistics.median(times)
+
+
+def run() -> dict[str, Any]:
+    plain = ROOT / "benchmarks" / ".work" / "plain_dag.py"
+    plain.parent.mkdir(parents=True, exist_ok=True)
+    plain.write_text(BASELINE_DAG)
+    baseline_ms = _median_ms(str(plain))
+    results = {"plain_dag_ms": baseline_ms}
+    for path in sorted((ROOT / "dags_examples").glob("*.py")):
+        ms = _median_ms(str(path))
+        results[path.stem] = {"ms_over_airflow_sdk": ms, "ratio_to_plain_dag": ms / baseline_ms,
+                              "target": f"<= {TARGET_MS:.0f} ms", "met": ms <= TARGET_MS}  # fmt: skip
+    return results
