@@ -7,7 +7,15 @@ UV := $(PYTHON) -m uv
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__LOGGING__LOGGING_LEVEL ?= WARNING
 
-.PHONY: install test lint demo bench clean
+# The oldest Airflow pyproject.toml admits, with the dependencies of its release (as its constraints file would
+# pin them; later pydantic releases break it), so the declared range is tested, not assumed.
+OLDEST_AIRFLOW := 3.2.0
+OLDEST_DATE := 2026-05-01
+OLDEST := .venv-oldest
+NEWER := $(foreach p,duckdb duckdb-engine $(addprefix apache-airflow-providers-,duckdb common-sql common-compat \
+	common-io postgres sqlite standard smtp),--exclude-newer-package $(p)=2100-01-01)
+
+.PHONY: install test test-oldest lint demo bench clean
 
 $(BIN)/python:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -28,6 +36,15 @@ lint: install
 test: lint
 	$(BIN)/pytest -n 2 --dist loadgroup -q
 
+$(OLDEST)/.installed: pyproject.toml | $(BIN)/python
+	$(UV) venv --quiet --python $(PYTHON) $(OLDEST)
+	$(UV) pip install --quiet --python $(OLDEST)/bin/python --exclude-newer $(OLDEST_DATE) $(NEWER) \
+		-e '.[dev]' 'apache-airflow==$(OLDEST_AIRFLOW)'
+	@touch $@
+
+test-oldest: $(OLDEST)/.installed
+	$(OLDEST)/bin/python -m pytest -n 2 --dist loadgroup -q
+
 demo: install
 	$(BIN)/python scripts/demo.py
 
@@ -35,4 +52,4 @@ bench: install
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .airflow demo .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(OLDEST) .airflow demo .pytest_cache .ruff_cache .hypothesis

@@ -6,13 +6,15 @@ import json
 import os
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-_HOME = ROOT / ".airflow" / f"test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+# One Airflow home per Airflow version (CI also runs the oldest admitted one) and per pytest worker.
+_HOME = ROOT / ".airflow" / f"test-{version('apache-airflow')}-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 os.environ["AIRFLOW_HOME"] = str(_HOME)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_HOME / "dags")
