@@ -295,15 +295,20 @@ def _timestamp(value: datetime | date) -> str:
     return datetime(value.year, value.month, value.day, tzinfo=timezone.utc).isoformat()
 
 
-def _v2(doc: Mapping[str, Any], is_estimate: bool, fetched_at: str, load_key: str) -> Columns:
-    total = doc.get("total") or {}
-    status = doc.get("status") or {}
-    key = {
+def _key(doc: Mapping[str, Any], version: str, load_key: str) -> dict[str, Any]:
+    """The columns every table of a document starts with."""
+    return {
         "load_key": load_key,
-        "api_version": "v2",
+        "api_version": version,
         "invoice_id": _string(doc.get("invoice_id")),
         "customer_id": doc.get("customer_id"),
     }
+
+
+def _v2(doc: Mapping[str, Any], is_estimate: bool, fetched_at: str, load_key: str) -> Columns:
+    total = doc.get("total") or {}
+    status = doc.get("status") or {}
+    key = _key(doc, "v2", load_key)
     invoice = {
         **key,
         "is_estimate": is_estimate,
@@ -317,8 +322,6 @@ def _v2(doc: Mapping[str, Any], is_estimate: bool, fetched_at: str, load_key: st
         "raw": _json({k: v for k, v in doc.items() if k != "line_items"}),
     }
     items = list(doc.get("line_items") or [])
-    if isinstance(doc.get("line_items"), dict):  # some client models wrap the list in {"value": [...]}
-        items = list(doc["line_items"].get("value") or [])
     return {
         "invoices": {name: [value] for name, value in invoice.items()},
         "line_items": _line_items(
@@ -330,12 +333,7 @@ def _v2(doc: Mapping[str, Any], is_estimate: bool, fetched_at: str, load_key: st
 
 
 def _v3(doc: Mapping[str, Any], is_estimate: bool, fetched_at: str, load_key: str) -> Columns:
-    key = {
-        "load_key": load_key,
-        "api_version": "v3",
-        "invoice_id": _string(doc.get("invoice_id")),
-        "customer_id": doc.get("customer_id"),
-    }
+    key = _key(doc, "v3", load_key)
     invoice = {
         **key,
         "is_estimate": is_estimate,

@@ -107,7 +107,7 @@ def _settings_from(conn: Connection, overrides: Mapping[str, Any]) -> _Settings:
     )
 
 
-def _error_text(body: bytes, content_type: str) -> tuple[str | None, str | None]:
+def _error_text(body: bytes) -> tuple[str | None, str | None]:
     """Fastly's message and detail from any of its error shapes, or nothing if the body has none."""
     try:
         data = parse_json(body)
@@ -124,7 +124,7 @@ def _error_text(body: bytes, content_type: str) -> tuple[str | None, str | None]
 
 def api_error(status: int, path: str, body: bytes, content_type: str, reason: str = "") -> FastlyApiError:
     """Turn an error answer into the typed exception a user can read."""
-    msg, detail = _error_text(body, content_type)
+    msg, detail = _error_text(body)
     if msg is None:
         kind = content_type.split(";")[0] or "empty"
         msg = f"{reason or 'error'} (a {kind} body without a Fastly error message)"
