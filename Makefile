@@ -46,7 +46,7 @@ test-oldest: $(OLDEST)/.installed
 	$(OLDEST)/bin/python -m pytest -n 2 --dist loadgroup -q
 
 demo: install
-	$(BIN)/python scripts/demo.py
+	$(BIN)/python dags_examples/demo.py
 
 bench: install
 	$(BIN)/python -m benchmarks

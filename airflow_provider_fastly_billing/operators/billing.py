@@ -7,12 +7,11 @@ from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, conf
 
 from airflow_provider_fastly_billing import validation
 from airflow_provider_fastly_billing.files import storage_path, write_atomically
 from airflow_provider_fastly_billing.hooks.billing import BillingHook
-from airflow_provider_fastly_billing.version_compat import conf
 from airflow_provider_fastly_billing.xcom import jsonable, to_json_bytes
 
 if TYPE_CHECKING:

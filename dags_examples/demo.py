@@ -1,5 +1,7 @@
 """
-The demo: a year of Fastly invoices into a local DuckDB file, through the example DAG, then a report.
+``make demo``: a year of Fastly invoices into a local DuckDB file, through the example DAG, then a report.
+
+Not a DAG (``.airflowignore`` keeps Airflow from parsing it): the runner of the DAG beside it.
 
 Starts the Fastly simulator (unless ``AIRFLOW_CONN_FASTLY_DEFAULT`` points at the real API), runs
 ``fastly_invoices_monthly`` for each of the last 12 complete months with ``dag.test()``, reads the
@@ -16,7 +18,7 @@ import sys
 from contextlib import nullcontext
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent  # the repository
 OUT = ROOT / "demo"
 DATABASE = OUT / "fastly_billing.duckdb"
 CHART = OUT / "fastly_billing.png"
