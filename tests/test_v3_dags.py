@@ -72,9 +72,8 @@ def run_example(name: str, logical_date: pendulum.DateTime):
     return run_dag_file(target, logical_date)
 
 
+@pytest.mark.parametrize("warehouse", ["duckdb", "postgres"], indirect=True)
 def test_v2_then_v3_of_the_same_month(fastly: FastlySimulator, warehouse: Warehouse, connect) -> None:
-    if warehouse.dialect == "sqlite":
-        pytest.skip("v2/v3 end to end is shown on DuckDB and PostgreSQL")
     connect("fastly_warehouse", json.loads(os.environ[f"AIRFLOW_CONN_{warehouse.conn_id.upper()}"]))
     warehouse.schema = None if warehouse.dialect == "duckdb" else warehouse.schema
     april = pendulum.datetime(2025, 5, 1, tz="UTC")
