@@ -34,3 +34,16 @@ class FastlyAuthError(FastlyApiError):
 
 class FastlyNotFoundError(FastlyApiError):
     """404: no such invoice, customer or month."""
+
+
+class FastlyDataError(FastlyApiError):
+    """
+    An answer that cannot be stored as it is: a value of the wrong type or format, not finite, with more
+    digits than the warehouse keeps, a wrong shape, or the same invoice twice with different content.
+
+    :param msg: what is wrong, naming the invoice, the line, the field and the value.
+    """
+
+    def __init__(self, msg: str) -> None:
+        Exception.__init__(self, msg)
+        self.status, self.path, self.msg, self.detail = None, "", msg, None

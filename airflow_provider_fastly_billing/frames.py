@@ -19,16 +19,36 @@ This module imports pandas; DAG files should import it only inside tasks.
 from __future__ import annotations
 
 import json
+import math
+import re
+import reprlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, localcontext
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from airflow_provider_fastly_billing.exceptions import FastlyDataError
+
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Sequence
+
+NUMERIC_PRECISION = 38
+"""Digits of the warehouses' exact money and quantity columns, ``DECIMAL(38, 15)``."""
+NUMERIC_SCALE = 15
+"""Fraction digits of those columns: a value with more is refused, never rounded."""
+_INTEGER_DIGITS = NUMERIC_PRECISION - NUMERIC_SCALE
+_BIGINT = 2**63
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[])
+_NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?", re.ASCII)
+_INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
+_NUMBER_KINDS = {Decimal, int, type(None)}
+_PATH_DEPTH = 4
+_SHOW = reprlib.Repr()
+_SHOW.maxstring = _SHOW.maxother = _SHOW.maxlong = 80
 
 KEY = {"load_key": "string", "api_version": "string", "invoice_id": "string", "customer_id": "string"}
 TOTAL_NUMERIC = (
@@ -141,92 +161,401 @@ class InvoiceFrames:
 
     @classmethod
     def concat(cls, parts: Sequence[InvoiceFrames]) -> InvoiceFrames:
-        """All ``parts`` as one set of frames, loaded in one transaction."""
+        """
+        All ``parts`` as one set of frames, loaded in one transaction.
+
+        A load in several parts is kept once when its rows are equal (``fetched_at`` aside), and refused
+        with a ``FastlyDataError`` naming both parts when they differ.
+        """
         if not parts:
             return _frames_of([])
-        return cls(**{name: pd.concat([p.tables[name] for p in parts], ignore_index=True) for name in SCHEMA})
+        first: dict[str, int] = {}
+        repeated: list[list[str]] = []
+        for n, part in enumerate(parts):
+            repeated.append([])
+            for key in part.load_keys:
+                if key not in first:
+                    first[key] = n
+                elif _same_load(parts[first[key]], part, key):
+                    repeated[n].append(key)
+                else:
+                    raise FastlyDataError(
+                        f"{_label_of(part, key)} appears twice with different content: "
+                        f"parts #{first[key] + 1} and #{n + 1}"
+                    )
+        tables = {
+            name: pd.concat([_without(p.tables[name], keys) for p, keys in zip(parts, repeated, strict=True)])
+            for name in SCHEMA
+        }
+        return cls(**{name: table.reset_index(drop=True) for name, table in tables.items()})
 
 
-def _decimal(value: Any) -> Decimal | None:
+def _same_load(a: InvoiceFrames, b: InvoiceFrames, load_key: str) -> bool:
+    """Whether two frames hold the same rows of a load in every table, ``fetched_at`` aside."""
+    pairs = zip(a.tables.values(), b.tables.values(), strict=True)
+    return all(_rows(x, load_key).equals(_rows(y, load_key)) for x, y in pairs)
+
+
+def _rows(table: pd.DataFrame, load_key: str) -> pd.DataFrame:
+    return table[table["load_key"] == load_key].drop(columns="fetched_at", errors="ignore").reset_index(drop=True)
+
+
+def _label_of(frames: InvoiceFrames, load_key: str) -> str:
+    row = frames.invoices[frames.invoices["load_key"] == load_key].iloc[0]
+    noun = "estimate" if row["is_estimate"] else "invoice"
+    return f"{noun} {_name(row['invoice_id'])} (customer {_name(row['customer_id'])})"
+
+
+def _without(table: pd.DataFrame, load_keys: list[str]) -> pd.DataFrame:
+    return table[~table["load_key"].isin(load_keys)] if load_keys else table
+
+
+class _BadValue(Exception):
+    """A value a column cannot take, at ``row`` of the merged table; the caller names where it came from."""
+
+    def __init__(self, row: int, value: Any, problem: str) -> None:
+        super().__init__(problem)
+        self.row, self.value, self.problem, self.column = row, value, problem, ""
+
+
+_NONE = type(None)
+_KIND_NAMES = {
+    Mapping: "an object",
+    list: "a list",
+    bool: "a boolean",
+    str: "a string",
+    int: "an integer",
+    Decimal: "a number",
+    float: "a number",
+    _NONE: "null",
+}
+
+
+def _kind(value: Any) -> str:
+    """``value``'s JSON kind, for an error."""
+    return next((name for kind, name in _KIND_NAMES.items() if isinstance(value, kind)), f"a {type(value).__name__}")
+
+
+def _not(value: Any, what: str) -> str:
+    """Why ``value`` is refused where ``what`` belongs."""
+    return f"is not {what}" if isinstance(value, str) else f"is {_kind(value)}, expected {what}"
+
+
+def _first_bad(values: list[Any], convert: Callable[[Any], Any]) -> list[Any]:
+    """``values`` through ``convert``, which raises ``ValueError(problem)`` for a value it refuses."""
+    out = []
+    for row, value in enumerate(values):
+        try:
+            out.append(convert(value))
+        except ValueError as exc:
+            raise _BadValue(row, value, str(exc)) from None
+    return out
+
+
+def _finite(value: Decimal | float) -> bool:
+    return value.is_finite() if type(value) is Decimal else math.isfinite(value)
+
+
+def _number(value: Any) -> Decimal | None:
     kind = type(value)
-    if kind is Decimal or value is None:
+    if value is None or kind is Decimal:
         return value
     if kind is int:
         return Decimal(value)
     if kind is float:
+        if not math.isfinite(value):
+            raise ValueError("is not a finite number")
         return Decimal(repr(value))
-    try:
+    if kind is str and _NUMBER.fullmatch(value):
         return Decimal(value)
-    except (InvalidOperation, TypeError, ValueError):
+    raise ValueError(_not(value, "a plain decimal number"))
+
+
+def _misfit(value: Decimal) -> str | None:
+    """Why the warehouse's ``DECIMAL(38, 15)`` cannot hold ``value`` exactly, or None when it can."""
+    if not value.is_finite():
+        return "is not a finite number"
+    if not value:
         return None
+    _, digits, exponent = value.normalize(_EXACT).as_tuple()
+    column = f"DECIMAL({NUMERIC_PRECISION}, {NUMERIC_SCALE})"
+    if exponent < -NUMERIC_SCALE:
+        return f"has {-exponent} fraction digits: the warehouse ({column}) keeps {NUMERIC_SCALE} and would round it"
+    if len(digits) + exponent > _INTEGER_DIGITS:
+        return f"has {len(digits) + exponent} integer digits: the warehouse ({column}) holds {_INTEGER_DIGITS}"
+    return None
 
 
-def _string(value: Any) -> str | None:
-    return None if value is None else str(value)
+def _all_fit(values: list[Decimal | None]) -> bool:
+    """
+    Whether every value is finite with at most the scale's fraction and the integer digits: one exact sum.
+
+    The exact sum of the magnitudes has the smallest exponent of all its terms and is at least the largest
+    of them, so if it fits, each value does; only when it does not is each value looked at.
+    """
+    try:
+        with localcontext(_EXACT):
+            total = sum(map(abs, filter(None, values)), Decimal(0))
+    except (ArithmeticError, ValueError):
+        return False
+    return total.is_finite() and total.as_tuple().exponent >= -NUMERIC_SCALE and total.adjusted() < _INTEGER_DIGITS
 
 
-def _int(value: Any) -> int | None:
-    if type(value) is int or value is None:
+def _numbers(values: list[Any]) -> list[Decimal | None]:
+    kinds = set(map(type, values))
+    if kinds <= {int, _NONE}:
+        return _whole_numbers(values)
+    if not kinds <= _NUMBER_KINDS:
+        numbers = _first_bad(values, _number)
+    elif int in kinds:
+        numbers = [Decimal(v) if type(v) is int else v for v in values]
+    else:
+        numbers = values
+    if not _all_fit(numbers):
+        for row, number in enumerate(numbers):
+            problem = None if number is None else _misfit(number)
+            if problem:
+                raise _BadValue(row, values[row], problem)
+    return numbers
+
+
+def _whole_numbers(values: list[int | None]) -> list[Decimal | None]:
+    """Integers as Decimals, each distinct one converted once: ids such as ``service_no`` repeat on many lines."""
+    exact = {value: Decimal(value) for value in set(values) if value is not None}
+    if exact and max(map(abs, exact)) >= 10**_INTEGER_DIGITS:
+        row = next(n for n, v in enumerate(values) if v is not None and abs(v) >= 10**_INTEGER_DIGITS)
+        raise _BadValue(row, values[row], _misfit(exact[values[row]]))
+    exact[None] = None
+    return list(map(exact.__getitem__, values))
+
+
+def _integer(value: Any) -> int | None:
+    if value is None or type(value) is int:
         return value
-    number = _decimal(value)
-    return int(number) if number is not None and number == number.to_integral_value() else None
+    if type(value) is str and _INTEGER.fullmatch(value):
+        return int(value)
+    if type(value) in (Decimal, float) and _finite(value) and value == int(value):
+        return int(value)
+    raise ValueError(_not(value, "an integer"))
+
+
+def _integers(values: list[Any]) -> list[int | None]:
+    if not set(map(type, values)) <= {int, _NONE}:
+        values = _first_bad(values, _integer)
+    present = list(filter(None, values))
+    if present and not (min(present) >= -_BIGINT and max(present) < _BIGINT):
+        row = next(n for n, v in enumerate(values) if v is not None and not -_BIGINT <= v < _BIGINT)
+        raise _BadValue(row, values[row], "is out of the warehouse's 64-bit integer range")
+    return values
+
+
+def _text(value: Any) -> str | None:
+    kind = type(value)
+    if value is None or kind is str:
+        return value
+    if kind is int or (kind in (Decimal, float) and _finite(value)):
+        return str(value)
+    raise ValueError(_not(value, "a string"))
+
+
+def _strings(values: list[Any]) -> list[str | None]:
+    if not set(map(type, values)) <= {str, _NONE}:
+        values = _first_bad(values, _text)
+    if "\x00" in "".join(filter(None, values)):
+        row = next(n for n, v in enumerate(values) if v and "\x00" in v)
+        raise _BadValue(row, values[row], "holds a NUL character, which PostgreSQL cannot store")
+    return values
+
+
+def _timestamps(values: list[Any]) -> pd.Series:
+    if not set(map(type, values)) <= {str, _NONE}:
+        values = _first_bad(values, _date_or_text)
+    parsed = pd.to_datetime(pd.Series(values, dtype=object), utc=True, errors="coerce", format="ISO8601")
+    if parsed.isna().sum() != values.count(None):
+        row = next(n for n, (v, p) in enumerate(zip(values, parsed, strict=True)) if v is not None and pd.isna(p))
+        raise _BadValue(row, values[row], "is not an ISO 8601 date-time")
+    return parsed
+
+
+def _date_or_text(value: Any) -> Any:
+    if value is None or isinstance(value, (str, date)):
+        return value
+    raise ValueError(_not(value, "an ISO 8601 date-time"))
 
 
 def _column(values: list[Any], kind: str) -> Any:
     if kind == "numeric":
-        exact, dec = _decimal, Decimal
-        return pd.Series(
-            [v if v is None or type(v) is dec else dec(v) if type(v) is int else exact(v) for v in values],
-            dtype=object,
-        )
+        return pd.Series(_numbers(values), dtype=object)
     if kind == "timestamp":
-        return pd.to_datetime(pd.Series(values, dtype=object), utc=True, errors="coerce", format="ISO8601")
+        return _timestamps(values)
     if kind == "int":
-        values = [v if v is None or type(v) is int else _int(v) for v in values]
-    elif kind in ("string", "json"):
-        values = [v if v is None or type(v) is str else str(v) for v in values]
+        values = _integers(values)
+    elif kind == "string":
+        values = _strings(values)
     return pd.Series(values, dtype=_PANDAS_DTYPE[kind])
 
 
 def _table(table: str, columns: Mapping[str, list[Any]], length: int) -> pd.DataFrame:
     """A DataFrame with exactly the table's columns and kinds; absent columns are all null."""
     empty = [None] * length
-    return pd.DataFrame(
-        {
-            name: pd.Series(columns.get(name, empty), dtype=object)
-            if name in KEY
-            else _column(columns.get(name, empty), kind)
-            for name, kind in SCHEMA[table].items()
-        },
-        index=pd.RangeIndex(length),
-    )
+    data = {}
+    for name, kind in SCHEMA[table].items():
+        values = columns.get(name, empty)
+        try:
+            data[name] = pd.Series(values, dtype=object) if name in KEY else _column(values, kind)
+        except _BadValue as bad:
+            bad.column = name
+            raise
+    return pd.DataFrame(data, index=pd.RangeIndex(length))
 
 
 Columns = dict[str, dict[str, list[Any]]]
 """One document's rows, column by column, per table; every non-empty table has a ``load_key`` column."""
 
 
-def _frames_of(parts: Sequence[Columns]) -> InvoiceFrames:
-    """One DataFrame per table for all ``parts``: building DataFrames once is what makes many invoices cheap."""
+@dataclass(frozen=True)
+class _Doc:
+    """One document's rows, column by column per table, and what an error needs to name a place in it."""
+
+    label: str
+    items: str
+    fields: Mapping[str, str]
+    tables: Columns
+
+
+def _frames_of(docs: Sequence[_Doc]) -> InvoiceFrames:
+    """One DataFrame per table for all ``docs``: building DataFrames once is what makes many invoices cheap."""
     tables = {}
     for name, columns in SCHEMA.items():
-        lengths = [len(part[name].get("load_key", ())) for part in parts]
+        lengths = [len(doc.tables[name].get("load_key", ())) for doc in docs]
         merged: dict[str, list[Any]] = {column: [] for column in columns}
-        for part, length in zip(parts, lengths, strict=True):
+        for doc, length in zip(docs, lengths, strict=True):
             for column, values in merged.items():
-                values.extend(part[name].get(column) or [None] * length)
-        tables[name] = _table(name, merged, sum(lengths))
+                values.extend(doc.tables[name].get(column) or [None] * length)
+        try:
+            tables[name] = _table(name, merged, sum(lengths))
+        except _BadValue as bad:
+            raise _located(bad, name, docs, lengths) from None
     return InvoiceFrames(**tables)
 
 
+def _located(bad: _BadValue, table: str, docs: Sequence[_Doc], lengths: list[int]) -> FastlyDataError:
+    """The error for a refused value, naming its document, line and field."""
+    part, row = 0, bad.row
+    while row >= lengths[part]:
+        row -= lengths[part]
+        part += 1
+    doc = docs[part]
+    where = _WHERE[table](doc, row, bad.column)
+    return FastlyDataError(f"{doc.label}: {where}: {_SHOW.repr(bad.value)} {bad.problem}")
+
+
+def _field_of_invoice(doc: _Doc, row: int, column: str) -> str:
+    return f"field {doc.fields.get(column, column)}"
+
+
+def _field_of_item(doc: _Doc, row: int, column: str) -> str:
+    number = doc.tables["line_items"]["line_number"][row]
+    line = number if type(number) is int and column != "line_number" else row + 1
+    index = "" if line == row + 1 else f" ({doc.items}[{row}])"
+    return f"line {line} of {doc.items}{index}, field {column}"
+
+
+def _field_of_region(doc: _Doc, row: int, column: str) -> str:
+    region, metric, tier = (doc.tables["regions"][name][row] for name in ("region", "metric", "tier"))
+    path = f"regions.{_name(region)}"
+    if column == "region":
+        return "field regions (a region's name)"
+    if column == "region_cost":
+        return f"field {path}.cost"
+    if column == "metric_total":
+        return f"field {path}.{metric}.total"
+    return f"field {path}.{metric}.tiers[{tier - 1}].{_TIER_FIELDS.get(column, column)}"
+
+
+def _field_of_extra(doc: _Doc, row: int, column: str) -> str:
+    return f"field total.extras[{row}].{column}"
+
+
+_WHERE = {
+    "invoices": _field_of_invoice,
+    "line_items": _field_of_item,
+    "regions": _field_of_region,
+    "extras": _field_of_extra,
+}
+_TIER_FIELDS = {"tier_name": "name", "tier_total": "total"}
+
+
+def _name(value: Any) -> str:
+    """``value`` as it reads in an error: plain when it is a short printable id, else its truncated repr."""
+    text = str(value) if type(value) in (str, int) else ""
+    return text if text and text.isprintable() and len(text) <= _SHOW.maxstring else _SHOW.repr(value)
+
+
+def _expect(value: Any, what: str, label: str, path: str, *, null: bool = True) -> Any:
+    """``value`` if it has the shape ``what`` ("an object" or "a list") or is null; else a FastlyDataError."""
+    if (value is None and null) or isinstance(value, _SHAPES[what]):
+        return value
+    raise FastlyDataError(f"{label}: {path} is {_kind(value)}, expected {what}")
+
+
+_SHAPES = {"an object": Mapping, "a list": (list, tuple)}
+
+
+def _objects(value: Any, label: str, path: str) -> list[Mapping[str, Any]]:
+    """The list of objects at ``path`` (null: none); anything else there is a FastlyDataError."""
+    items = list(_expect(value, "a list", label, path) or ())
+    if not set(map(type, items)) <= {dict}:
+        for n, item in enumerate(items):
+            _expect(item, "an object", label, f"{path}[{n}]", null=False)
+    return items
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, default=str, separators=(",", ":"))
+    return json.dumps(value, default=str, separators=(",", ":"), allow_nan=False)
 
 
-def _unknown(items: Iterable[Mapping[str, Any]], known: frozenset[str]) -> list[str | None]:
-    return [
-        None if known.issuperset(item) else _json({k: v for k, v in item.items() if k not in known}) for item in items
-    ]
+def _stored_json(value: Any, label: str, path: str) -> str:
+    """``value`` as JSON text; too deep a nesting, NaN or Infinity is a FastlyDataError naming where."""
+    try:
+        return _json(value)
+    except RecursionError:
+        problem = "is nested too deeply to store as JSON"
+    except ValueError:
+        problem = "holds NaN or Infinity, which JSON cannot store"
+    except TypeError as exc:
+        problem = f"cannot be stored as JSON ({exc})"
+    raise FastlyDataError(f"{label}: {_unstorable(value, path)} {problem}")
+
+
+def _unstorable(value: Any, path: str) -> str:
+    """The path, a few levels deep at most, of the part of ``value`` that JSON cannot store."""
+    for _ in range(_PATH_DEPTH):
+        children = value.items() if isinstance(value, Mapping) else enumerate(value) if isinstance(value, list) else ()
+        for key, child in children:
+            try:
+                _json(child)
+            except (RecursionError, TypeError, ValueError):
+                path = f"{path}[{key}]" if isinstance(value, list) else f"{path}.{key}" if path else str(key)
+                value = child
+                break
+        else:
+            break
+    return path
+
+
+def _unknown(items: list[Mapping[str, Any]], known: frozenset[str], label: str, path: str) -> list[str | None]:
+    try:
+        return [None if known.issuperset(item) else _json(_rest(item, known)) for item in items]
+    except (RecursionError, TypeError, ValueError):
+        return [
+            None if known.issuperset(item) else _stored_json(_rest(item, known), label, f"{path}[{n}]")
+            for n, item in enumerate(items)
+        ]
+
+
+def _rest(item: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if k not in known}
 
 
 def _with_key(key: Mapping[str, Any], n: int, columns: dict[str, list[Any]]) -> dict[str, list[Any]]:
@@ -245,23 +574,26 @@ def _columns_of(items: list[Mapping[str, Any]], names: Sequence[str]) -> dict[st
     return {name: list(values) for name, values in zip(names, zip(*rows, strict=False), strict=False)}
 
 
-def _line_items(key: Mapping[str, Any], items: list[Mapping[str, Any]], fields: Sequence[str]) -> dict[str, list]:
+def _line_items(
+    key: Mapping[str, Any], items: list[Mapping[str, Any]], fields: Sequence[str], label: str, path: str
+) -> dict[str, list]:
     columns = _columns_of(items, fields)
     if "line_number" not in columns:
         columns["line_number"] = list(range(1, len(items) + 1))
-    columns["extra"] = _unknown(items, frozenset(fields))
+    columns["extra"] = _unknown(items, frozenset(fields), label, path)
     return _with_key(key, len(items), columns)
 
 
-def _regions(key: Mapping[str, Any], regions: Mapping[str, Any]) -> dict[str, list]:
+def _regions(key: Mapping[str, Any], regions: Any, label: str) -> dict[str, list]:
     rows: list[tuple] = []
-    for region, data in (regions or {}).items():
-        data = data or {}
-        metrics = [(m, data[m]) for m in METRICS if isinstance(data.get(m), dict)]
+    for region, value in (_expect(regions, "an object", label, "regions") or {}).items():
+        path = f"regions.{_name(region)}"
+        data = _expect(value, "an object", label, path) or {}
+        metrics = [(m, _expect(data[m], "an object", label, f"{path}.{m}")) for m in METRICS if data.get(m) is not None]
         if not metrics:
             rows.append((region, data.get("cost"), None, None, None, None, None, None, None, None))
         for metric, body in metrics:
-            tiers = body.get("tiers") or [{}]
+            tiers = _objects(body.get("tiers"), label, f"{path}.{metric}.tiers") or [{}]
             for n, tier in enumerate(tiers, start=1):
                 rows.append(
                     (
@@ -282,10 +614,10 @@ def _regions(key: Mapping[str, Any], regions: Mapping[str, Any]) -> dict[str, li
     return _with_key(key, len(rows), {name: [row[i] for row in rows] for i, name in enumerate(names)})
 
 
-def _extras(key: Mapping[str, Any], extras: list[Mapping[str, Any]]) -> dict[str, list]:
+def _extras(key: Mapping[str, Any], extras: list[Mapping[str, Any]], label: str) -> dict[str, list]:
     known = frozenset(("name", "recurring", "setup"))
     columns = {name: [extra.get(name) for extra in extras] for name in known}
-    columns["extra"] = _unknown(extras, known)
+    columns["extra"] = _unknown(extras, known, label, "total.extras")
     return _with_key(key, len(extras), columns)
 
 
@@ -295,44 +627,79 @@ def _timestamp(value: datetime | date) -> str:
     return datetime(value.year, value.month, value.day, tzinfo=timezone.utc).isoformat()
 
 
+def _label(doc: Mapping[str, Any], noun: str) -> str:
+    """How errors name a document: ``invoice 123 (customer abc)``."""
+    invoice_id = doc.get("invoice_id")
+    number = "" if invoice_id is None else f" {_name(invoice_id)}"
+    return f"{noun}{number} (customer {_name(doc.get('customer_id'))})"
+
+
+def _check_ids(doc: Mapping[str, Any], label: str) -> None:
+    """Refuse ids that cannot make a load key: not a string (or, for invoice_id, an integer), or with a NUL."""
+    for field, kinds in (("invoice_id", (str, int)), ("customer_id", (str,))):
+        value = doc.get(field)
+        if value is None:
+            continue
+        if type(value) not in kinds:
+            raise FastlyDataError(f"{label}: field {field}: {_SHOW.repr(value)} {_not(value, 'an id')}")
+        if "\x00" in str(value):
+            raise FastlyDataError(f"{label}: field {field}: {_SHOW.repr(value)} holds a NUL character")
+
+
 def _key(doc: Mapping[str, Any], version: str, load_key: str) -> dict[str, Any]:
     """The columns every table of a document starts with."""
+    invoice_id = doc.get("invoice_id")
     return {
         "load_key": load_key,
         "api_version": version,
-        "invoice_id": _string(doc.get("invoice_id")),
+        "invoice_id": None if invoice_id is None else str(invoice_id),
         "customer_id": doc.get("customer_id"),
     }
 
 
-def _v2(doc: Mapping[str, Any], is_estimate: bool, fetched_at: str, load_key: str) -> Columns:
-    total = doc.get("total") or {}
-    status = doc.get("status") or {}
+_V2_FIELDS = {
+    "period_start": "start_time",
+    "period_end": "end_time",
+    "status": "status.status",
+    "sent_at": "status.sent_at",
+    **{name: f"total.{name}" for name in (*TOTAL_NUMERIC, *TOTAL_STRING)},
+}
+_V3_FIELDS = {
+    "period_start": "billing_start_date",
+    "period_end": "billing_end_date",
+    "cost": "monthly_transaction_amount",
+}
+
+
+def _v2(doc: Mapping[str, Any], is_estimate: bool, fetched_at: str, load_key: str, label: str) -> _Doc:
+    total = _expect(doc.get("total"), "an object", label, "total") or {}
+    status = doc.get("status")
+    status = {"status": status} if isinstance(status, str) else _expect(status, "an object", label, "status") or {}
     key = _key(doc, "v2", load_key)
     invoice = {
         **key,
         "is_estimate": is_estimate,
         "period_start": doc.get("start_time"),
         "period_end": doc.get("end_time"),
-        "status": status.get("status") if isinstance(status, dict) else status,
-        "sent_at": status.get("sent_at") if isinstance(status, dict) else None,
+        "status": status.get("status"),
+        "sent_at": status.get("sent_at"),
         "vendor_state": doc.get("vendor_state"),
         **{name: total.get(name) for name in (*TOTAL_NUMERIC, *TOTAL_STRING)},
         "fetched_at": fetched_at,
-        "raw": _json({k: v for k, v in doc.items() if k != "line_items"}),
+        "raw": _stored_json({k: v for k, v in doc.items() if k != "line_items"}, label, ""),
     }
-    items = list(doc.get("line_items") or [])
-    return {
+    items = _objects(doc.get("line_items"), label, "line_items")
+    fields = V2_ESTIMATE_ITEM if is_estimate else V2_INVOICE_ITEM
+    tables = {
         "invoices": {name: [value] for name, value in invoice.items()},
-        "line_items": _line_items(
-            {**key, "is_estimate": is_estimate}, items, V2_ESTIMATE_ITEM if is_estimate else V2_INVOICE_ITEM
-        ),
-        "regions": _regions(key, doc.get("regions") or {}),
-        "extras": _extras(key, list(total.get("extras") or [])),
+        "line_items": _line_items({**key, "is_estimate": is_estimate}, items, fields, label, "line_items"),
+        "regions": _regions(key, doc.get("regions"), label),
+        "extras": _extras(key, _objects(total.get("extras"), label, "total.extras"), label),
     }
+    return _Doc(label, "line_items", _V2_FIELDS, tables)
 
 
-def _v3(doc: Mapping[str, Any], is_estimate: bool, fetched_at: str, load_key: str) -> Columns:
+def _v3(doc: Mapping[str, Any], is_estimate: bool, fetched_at: str, load_key: str, label: str) -> _Doc:
     key = _key(doc, "v3", load_key)
     invoice = {
         **key,
@@ -345,16 +712,18 @@ def _v3(doc: Mapping[str, Any], is_estimate: bool, fetched_at: str, load_key: st
         "currency_code": doc.get("currency_code"),
         "invoice_posted_on": doc.get("invoice_posted_on"),
         "fetched_at": fetched_at,
-        "raw": _json({k: v for k, v in doc.items() if k != "transaction_line_items"}),
+        "raw": _stored_json({k: v for k, v in doc.items() if k != "transaction_line_items"}, label, ""),
     }
-    items = list(doc.get("transaction_line_items") or [])
+    path = "transaction_line_items"
+    items = _objects(doc.get(path), label, path)
     fields = ("description", "amount", "units", "credit_coupon_code", *V3_LINE_ITEM)
-    return {
+    tables = {
         "invoices": {name: [value] for name, value in invoice.items()},
-        "line_items": _line_items({**key, "is_estimate": is_estimate}, items, fields),
+        "line_items": _line_items({**key, "is_estimate": is_estimate}, items, fields, label, path),
         "regions": {},
         "extras": {},
     }
+    return _Doc(label, path, _V3_FIELDS, tables)
 
 
 def is_v3(doc: Mapping[str, Any]) -> bool:
@@ -363,31 +732,60 @@ def is_v3(doc: Mapping[str, Any]) -> bool:
 
 
 def _period_of(doc: Mapping[str, Any]) -> str:
-    start = _column([doc.get("billing_start_date") or doc.get("start_time")], "timestamp")[0]
-    return "unknown" if pd.isna(start) else start.strftime("%Y-%m")
+    """The estimate's month for its load key; a start that does not parse is refused later, naming the field."""
+    start = doc.get("billing_start_date") or doc.get("start_time")
+    parsed = pd.to_datetime(start, utc=True, errors="coerce", format="ISO8601") if isinstance(start, str) else None
+    return "unknown" if parsed is None or pd.isna(parsed) else parsed.strftime("%Y-%m")
 
 
-def _invoice_columns(invoice: Mapping[str, Any], stamp: str) -> Columns:
-    version = "v3" if is_v3(invoice) else "v2"
-    load_key = f"{version}/invoice/{invoice.get('customer_id')}/{invoice.get('invoice_id')}"
-    return (_v3 if version == "v3" else _v2)(invoice, False, stamp, load_key)
+def _invoice_key(invoice: Mapping[str, Any]) -> str:
+    return f"{'v3' if is_v3(invoice) else 'v2'}/invoice/{invoice.get('customer_id')}/{invoice.get('invoice_id')}"
 
 
-def _estimate_columns(estimate: Mapping[str, Any], stamp: str, day: str) -> Columns:
-    version = "v3" if is_v3(estimate) else "v2"
-    load_key = f"{version}/estimate/{estimate.get('customer_id')}/{_period_of(estimate)}/{day}"
-    return (_v3 if version == "v3" else _v2)(estimate, True, stamp, load_key)
+def _documents(
+    docs: Iterable[Any], noun: str, load_key: Callable[[Mapping[str, Any]], str]
+) -> list[tuple[Mapping[str, Any], str, str]]:
+    """
+    Each document once, with its load key and its name for errors.
+
+    The same load twice is kept once when both copies are equal (an invoice listed twice, or on two pages),
+    and refused when they differ: which one is right cannot be told.
+    """
+    seen: dict[str, tuple[int, Mapping[str, Any], str]] = {}
+    for n, doc in enumerate(docs, start=1):
+        if not isinstance(doc, Mapping):
+            raise FastlyDataError(f"input #{n} is {_kind(doc)}, expected an {noun} object")
+        label = _label(doc, noun)
+        _check_ids(doc, label)
+        key = load_key(doc)
+        if key not in seen:
+            seen[key] = (n, doc, label)
+            continue
+        try:
+            same = seen[key][1] == doc
+        except RecursionError:
+            raise FastlyDataError(f"{label}: nested too deeply to compare with its copy (input #{n})") from None
+        if not same:
+            raise FastlyDataError(f"{label} appears twice with different content: inputs #{seen[key][0]} and #{n}")
+    return [(doc, key, label) for key, (_, doc, label) in seen.items()]
+
+
+def _doc(doc: Mapping[str, Any], key: str, label: str, is_estimate: bool, stamp: str) -> _Doc:
+    return (_v3 if is_v3(doc) else _v2)(doc, is_estimate, stamp, key, label)
 
 
 def invoices_to_frames(invoices: Iterable[Mapping[str, Any]], fetched_at: datetime | None = None) -> InvoiceFrames:
     """
     The tables of any number of invoices, v2 (``BillingResponse``) or v3 (``Invoice``), mixed or not.
 
-    :param invoices: the invoices as the hook returned them.
+    :param invoices: the invoices as the hook returned them; the same invoice twice is loaded once if both
+        copies are equal, and refused if they differ.
     :param fetched_at: when they were fetched; default now. Re-loading an invoice replaces it.
+    :raises FastlyDataError: a value cannot be stored exactly; the message names invoice, line and field.
     """
     stamp = _timestamp(fetched_at or datetime.now(timezone.utc))
-    return _frames_of([_invoice_columns(invoice, stamp) for invoice in invoices])
+    docs = _documents(invoices, "invoice", _invoice_key)
+    return _frames_of([_doc(doc, key, label, False, stamp) for doc, key, label in docs])
 
 
 def invoice_to_frames(invoice: Mapping[str, Any], fetched_at: datetime | None = None) -> InvoiceFrames:
@@ -401,14 +799,22 @@ def estimates_to_frames(
     """
     The tables of month-to-date estimates, v2 or v3, each as one snapshot.
 
-    :param estimates: the estimates as the hook returned them.
+    :param estimates: the estimates as the hook returned them; the same snapshot twice is loaded once if
+        both copies are equal, and refused if they differ.
     :param fetched_at: when they were fetched.
     :param snapshot_date: the day the snapshots stand for (default ``fetched_at``'s); loading a snapshot
         of the same day again replaces it, other days' snapshots stay.
+    :raises FastlyDataError: a value cannot be stored exactly; the message names estimate, line and field.
     """
     day = (snapshot_date or fetched_at).strftime("%Y-%m-%d")
     stamp = _timestamp(fetched_at)
-    return _frames_of([_estimate_columns(estimate, stamp, day) for estimate in estimates])
+
+    def load_key(estimate: Mapping[str, Any]) -> str:
+        version = "v3" if is_v3(estimate) else "v2"
+        return f"{version}/estimate/{estimate.get('customer_id')}/{_period_of(estimate)}/{day}"
+
+    docs = _documents(estimates, "estimate", load_key)
+    return _frames_of([_doc(doc, key, label, True, stamp) for doc, key, label in docs])
 
 
 def estimate_to_frames(

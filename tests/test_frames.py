@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -12,7 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from airflow_provider_fastly_billing.exceptions import FastlyDataError
 from airflow_provider_fastly_billing.frames import (
+    NUMERIC_SCALE,
     SCHEMA,
     V2_INVOICE_ITEM,
     InvoiceFrames,
@@ -144,15 +147,17 @@ def test_concat_keeps_every_load() -> None:
 
 money = st.decimals(min_value=-(10**9), max_value=10**9, places=6, allow_nan=False, allow_infinity=False)
 amount_text = money.map(str)
+no_nul = st.characters(blacklist_characters="\x00")
+text = st.text(alphabet=no_nul)
 junk = st.one_of(st.none(), st.text(max_size=8), st.integers(), st.booleans(), st.lists(st.integers(), max_size=2))
 line_item = st.fixed_dictionaries(
     {"amount": st.one_of(money, amount_text)},
     optional={
-        "units": st.one_of(money, amount_text, st.none(), st.just("n/a")),
+        "units": st.one_of(money, amount_text, st.none(), st.integers(-(10**20), 10**20)),
         "rate_per_unit": st.one_of(money, st.none()),
-        "description": st.one_of(st.text(), st.none(), st.integers()),
+        "description": st.one_of(text, st.none(), st.integers()),
         "line_number": st.one_of(st.integers(-5, 10**6), st.none(), st.just("7")),
-        "created_at": st.one_of(st.just("2025-01-31T10:00:00Z"), st.none(), st.just("not a date")),
+        "created_at": st.one_of(st.just("2025-01-31T10:00:00Z"), st.none(), st.just("2025-02-28")),
         "service_no": st.one_of(st.integers(0, 10**9), st.none()),
         "surprise": junk,
     },
@@ -170,13 +175,11 @@ invoice_doc = st.fixed_dictionaries(
             {},
             optional={
                 "cost": money,
-                "extras": st.lists(
-                    st.fixed_dictionaries({"name": st.text()}, optional={"recurring": money}), max_size=3
-                ),
+                "extras": st.lists(st.fixed_dictionaries({"name": text}, optional={"recurring": money}), max_size=3),
             },
         ),
         "regions": st.dictionaries(
-            st.text(max_size=6),
+            st.text(alphabet=no_nul, max_size=6),
             st.fixed_dictionaries(
                 {},
                 optional={
@@ -188,7 +191,7 @@ invoice_doc = st.fixed_dictionaries(
             ),
             max_size=3,
         ),
-        "vendor_state": junk,
+        "vendor_state": st.one_of(st.none(), text, st.integers()),
     },
 )
 
@@ -204,3 +207,56 @@ def test_any_invoice_shape_gives_frames_with_exact_sums(doc: dict) -> None:
     assert sum(frames.line_items["amount"], Decimal(0)) == expected
     surprises = [i for i in doc["line_items"] if "surprise" in i]
     assert frames.line_items["extra"].notna().sum() == len(surprises)
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        ("143.656927205", "143.656927205"),
+        ("-40.22", "-40.22"),
+        ("+3", "3"),
+        ("1E+2", "100"),
+        ("0.5e-3", "0.0005"),
+        (Decimal("5.140000000000001"), "5.140000000000001"),
+        (Decimal("1.500000000000000000000"), "1.5"),
+        (Decimal("1E+22"), "10000000000000000000000"),
+        ("9" * 23 + "." + "9" * NUMERIC_SCALE, "9" * 23 + "." + "9" * NUMERIC_SCALE),
+        (10**22, "10000000000000000000000"),
+        (0.1, "0.1"),
+        (Decimal("-0E-30"), "0"),
+    ],
+)
+def test_plain_decimal_numbers_are_read_exactly(sent: object, stored: str) -> None:
+    """Strings in plain decimal notation, ints, Decimals and floats within DECIMAL(38, 15) keep their value."""
+    invoice = {"invoice_id": 1, "customer_id": "abc", "line_items": [{"line_number": 1, "amount": sent}]}
+    (amount,) = invoice_to_frames(invoice, FETCHED).line_items["amount"]
+    assert type(amount) is Decimal and amount == Decimal(stored)
+
+
+NUMBER = re.compile(r"[+-]?\d+(\.\d+)?([eE][+-]?\d+)?", re.ASCII)
+bad_number = st.one_of(
+    st.text(max_size=12).filter(lambda t: not NUMBER.fullmatch(t)),
+    st.booleans(),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.lists(st.integers(), max_size=2),
+    st.sampled_from([Decimal("NaN"), Decimal("-Infinity"), Decimal("sNaN"), float("nan"), float("inf")]),
+    st.integers(NUMERIC_SCALE + 1, 40).map(lambda n: Decimal("0." + "1" * n)),
+    st.integers(24, 60).map(lambda n: 10 ** (n - 1)),
+    st.integers(24, 60).map(lambda n: f"-{10 ** (n - 1)}.5"),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(invoice_doc.filter(lambda doc: doc["line_items"]), st.data())
+def test_a_bad_number_is_refused_naming_invoice_line_and_field(doc: dict, data: st.DataObject) -> None:
+    """Whatever the rest of the invoice holds, one bad number fails the whole invoice, never a NULL or a rounding."""
+    n = data.draw(st.integers(0, len(doc["line_items"]) - 1))
+    field = data.draw(st.sampled_from(["amount", "units", "rate_per_unit", "plan_no", "usage_type_no"]))
+    doc["line_items"][n][field] = data.draw(bad_number)
+    number = doc["line_items"][n].get("line_number")
+    line = number if type(number) is int else n + 1
+    index = "" if line == n + 1 else f" (line_items[{n}])"
+    expected = f"invoice {doc['invoice_id']} (customer {doc['customer_id']}): line {line} of line_items{index}, "
+    with pytest.raises(FastlyDataError) as error:
+        invoice_to_frames(doc, FETCHED)
+    assert str(error.value).startswith(f"{expected}field {field}: ")
