@@ -13,7 +13,10 @@ and ``customer_id``):
 
 Money and quantities are ``Decimal`` (object columns): exact from the API to the warehouse. Missing
 fields are nulls; unknown fields land in ``extra`` or ``raw``, so a new Fastly field never breaks a load.
-This module imports pandas; DAG files should import it only inside tasks.
+A value that cannot be stored as it is (a number in another format, NaN, more digits than
+``DECIMAL(38, 15)``, a date that does not parse, a NUL character, a wrong shape) is a
+:class:`~airflow_provider_fastly_billing.exceptions.FastlyDataError` naming the invoice, line and field:
+never a NULL, never a rounding. This module imports pandas; DAG files should import it only inside tasks.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, localcontext
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact, localcontext
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -42,13 +45,17 @@ NUMERIC_SCALE = 15
 """Fraction digits of those columns: a value with more is refused, never rounded."""
 _INTEGER_DIGITS = NUMERIC_PRECISION - NUMERIC_SCALE
 _BIGINT = 2**63
+_OUT_OF_RANGE = "is out of the warehouse's 64-bit integer range"
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[])
+_SUM = Context(prec=3 * NUMERIC_PRECISION, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[])
 _NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?", re.ASCII)
 _INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
 _NUMBER_KINDS = {Decimal, int, type(None)}
 _PATH_DEPTH = 4
 _SHOW = reprlib.Repr()
 _SHOW.maxstring = _SHOW.maxother = _SHOW.maxlong = 80
+_LONGEST_INT_BITS = 4000 * 3  # within Python's 4300-digit limit on printing an int
+_LONGEST_ID_BITS = 128
 
 KEY = {"load_key": "string", "api_version": "string", "invoice_id": "string", "customer_id": "string"}
 TOTAL_NUMERIC = (
@@ -267,7 +274,10 @@ def _number(value: Any) -> Decimal | None:
             raise ValueError("is not a finite number")
         return Decimal(repr(value))
     if kind is str and _NUMBER.fullmatch(value):
-        return Decimal(value)
+        try:
+            return Decimal(value)
+        except ArithmeticError:
+            raise ValueError("has an exponent beyond any decimal number") from None
     raise ValueError(_not(value, "a plain decimal number"))
 
 
@@ -288,17 +298,19 @@ def _misfit(value: Decimal) -> str | None:
 
 def _all_fit(values: list[Decimal | None]) -> bool:
     """
-    Whether every value is finite with at most the scale's fraction and the integer digits: one exact sum.
+    Whether every value is finite with at most the scale's fraction and the integer digits: one sum.
 
-    The exact sum of the magnitudes has the smallest exponent of all its terms and is at least the largest
-    of them, so if it fits, each value does; only when it does not is each value looked at.
+    An exact sum of the magnitudes has the smallest exponent of all its terms and is at least the largest
+    of them, so if it fits, each value does. The sum is computed with a bounded precision (a hostile
+    ``1E+999999999`` must not expand to a billion digits): a rounded sum sends each value to be looked at.
     """
     try:
-        with localcontext(_EXACT):
+        with localcontext(_SUM) as context:
             total = sum(map(abs, filter(None, values)), Decimal(0))
     except (ArithmeticError, ValueError):
         return False
-    return total.is_finite() and total.as_tuple().exponent >= -NUMERIC_SCALE and total.adjusted() < _INTEGER_DIGITS
+    exact = not context.flags[Inexact] and total.is_finite()
+    return exact and total.as_tuple().exponent >= -NUMERIC_SCALE and total.adjusted() < _INTEGER_DIGITS
 
 
 def _numbers(values: list[Any]) -> list[Decimal | None]:
@@ -332,10 +344,11 @@ def _whole_numbers(values: list[int | None]) -> list[Decimal | None]:
 def _integer(value: Any) -> int | None:
     if value is None or type(value) is int:
         return value
-    if type(value) is str and _INTEGER.fullmatch(value):
-        return int(value)
-    if type(value) in (Decimal, float) and _finite(value) and value == int(value):
-        return int(value)
+    if (type(value) is str and _INTEGER.fullmatch(value)) or (type(value) in (Decimal, float) and _finite(value)):
+        if not -_BIGINT <= Decimal(value) < _BIGINT:
+            raise ValueError(_OUT_OF_RANGE)
+        if int(value) == Decimal(value):
+            return int(value)
     raise ValueError(_not(value, "an integer"))
 
 
@@ -345,7 +358,7 @@ def _integers(values: list[Any]) -> list[int | None]:
     present = list(filter(None, values))
     if present and not (min(present) >= -_BIGINT and max(present) < _BIGINT):
         row = next(n for n, v in enumerate(values) if v is not None and not -_BIGINT <= v < _BIGINT)
-        raise _BadValue(row, values[row], "is out of the warehouse's 64-bit integer range")
+        raise _BadValue(row, values[row], _OUT_OF_RANGE)
     return values
 
 
@@ -353,6 +366,8 @@ def _text(value: Any) -> str | None:
     kind = type(value)
     if value is None or kind is str:
         return value
+    if kind is int and value.bit_length() > _LONGEST_INT_BITS:
+        raise ValueError("is an integer too long to store as text")
     if kind is int or (kind in (Decimal, float) and _finite(value)):
         return str(value)
     raise ValueError(_not(value, "a string"))
@@ -447,7 +462,7 @@ def _located(bad: _BadValue, table: str, docs: Sequence[_Doc], lengths: list[int
         part += 1
     doc = docs[part]
     where = _WHERE[table](doc, row, bad.column)
-    return FastlyDataError(f"{doc.label}: {where}: {_SHOW.repr(bad.value)} {bad.problem}")
+    return FastlyDataError(f"{doc.label}: {where}: {_shown(bad.value)} {bad.problem}")
 
 
 def _field_of_invoice(doc: _Doc, row: int, column: str) -> str:
@@ -486,10 +501,17 @@ _WHERE = {
 _TIER_FIELDS = {"tier_name": "name", "tier_total": "total"}
 
 
+def _shown(value: Any) -> str:
+    """``value`` for an error: its repr, cut to about 80 characters (an integer too long to print, its size)."""
+    if type(value) is int and value.bit_length() > _LONGEST_INT_BITS:
+        return f"an integer of {math.floor(value.bit_length() * math.log10(2)) + 1} digits or so"
+    return _SHOW.repr(value)
+
+
 def _name(value: Any) -> str:
     """``value`` as it reads in an error: plain when it is a short printable id, else its truncated repr."""
-    text = str(value) if type(value) in (str, int) else ""
-    return text if text and text.isprintable() and len(text) <= _SHOW.maxstring else _SHOW.repr(value)
+    text = value if type(value) is str else str(value) if type(value) is int and value.bit_length() < 256 else ""
+    return text if text and text.isprintable() and len(text) <= _SHOW.maxstring else _shown(value)
 
 
 def _expect(value: Any, what: str, label: str, path: str, *, null: bool = True) -> Any:
@@ -641,9 +663,11 @@ def _check_ids(doc: Mapping[str, Any], label: str) -> None:
         if value is None:
             continue
         if type(value) not in kinds:
-            raise FastlyDataError(f"{label}: field {field}: {_SHOW.repr(value)} {_not(value, 'an id')}")
-        if "\x00" in str(value):
-            raise FastlyDataError(f"{label}: field {field}: {_SHOW.repr(value)} holds a NUL character")
+            raise FastlyDataError(f"{label}: field {field}: {_shown(value)} {_not(value, 'an id')}")
+        if type(value) is int and value.bit_length() > _LONGEST_ID_BITS:
+            raise FastlyDataError(f"{label}: field {field}: {_shown(value)} is too long for an id")
+        if isinstance(value, str) and "\x00" in value:
+            raise FastlyDataError(f"{label}: field {field}: {_shown(value)} holds a NUL character")
 
 
 def _key(doc: Mapping[str, Any], version: str, load_key: str) -> dict[str, Any]:

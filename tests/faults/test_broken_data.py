@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -95,6 +96,26 @@ def test_an_amount_that_is_not_an_exact_finite_decimal_is_refused(value: Any, pr
     doc = invoice()
     doc["line_items"][3]["amount"] = value
     assert refusal(doc) == f"{name(doc)}: line 4 of line_items, field amount: {problem}"
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (Decimal("1E+999999999"), "Decimal('1E+999999999') has 1000000000 integer digits"),
+        (Decimal("-1E-999999999"), "Decimal('-1E-999999999') has 999999999 fraction digits"),
+        ("1e999999999999999999999", "'1e999999999999999999999' has an exponent beyond any decimal number"),
+        (10**100_000, "an integer of 100001 digits or so has 100001 integer digits"),
+        ("9" * 100_000, f"'{'9' * 37}...{'9' * 38}' has 100000 integer digits"),
+    ],
+    ids=["1E+999999999", "-1E-999999999", "exponent overflow", "10**100000", "100000 nines"],
+)
+def test_extreme_numbers_are_refused_at_once(value: Any, problem: str) -> None:
+    doc = invoice()
+    doc["line_items"][0]["amount"] = value
+    started = time.monotonic()
+    message = refusal(doc)
+    assert time.monotonic() - started < 10  # a guard: 1E+999999999 must never be expanded to its digits
+    assert message.startswith(f"{name(doc)}: line 1 of line_items, field amount: {problem}")
 
 
 def test_the_warehouse_limits_are_decimal_38_15() -> None:
