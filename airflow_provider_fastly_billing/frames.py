@@ -477,10 +477,10 @@ def _field_of_item(doc: _Doc, row: int, column: str) -> str:
 
 
 def _field_of_region(doc: _Doc, row: int, column: str) -> str:
-    region, metric, tier = (doc.tables["regions"][name][row] for name in ("region", "metric", "tier"))
-    path = f"regions.{_name(region)}"
     if column == "region":
         return "field regions (a region's name)"
+    region, metric, tier = (doc.tables["regions"][name][row] for name in ("region", "metric", "tier"))
+    path = f"regions.{_name(region)}"
     if column == "region_cost":
         return f"field {path}.cost"
     if column == "metric_total":
@@ -543,9 +543,7 @@ def _stored_json(value: Any, label: str, path: str) -> str:
         return _json(value)
     except RecursionError:
         problem = "is nested too deeply to store as JSON"
-    except ValueError:
-        problem = "holds NaN or Infinity, which JSON cannot store"
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         problem = f"cannot be stored as JSON ({exc})"
     raise FastlyDataError(f"{label}: {_unstorable(value, path)} {problem}")
 

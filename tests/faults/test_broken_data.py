@@ -278,7 +278,8 @@ def test_deep_nesting_in_a_number_field_is_shown_short() -> None:
 def test_nan_in_an_unknown_field_is_refused() -> None:
     doc = invoice()
     doc["line_items"][6]["carbon_grams"] = float("nan")
-    assert refusal(doc) == f"{name(doc)}: line_items[6].carbon_grams holds NaN or Infinity, which JSON cannot store"
+    message = refusal(doc)
+    assert message.startswith(f"{name(doc)}: line_items[6].carbon_grams cannot be stored as JSON (Out of range float")
 
 
 @pytest.mark.parametrize(
