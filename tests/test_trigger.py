@@ -113,3 +113,19 @@ def test_v3_timeout_names_the_account(fastly: FastlySimulator) -> None:
         "status": "timeout",
         "message": "Fastly month-to-date estimate for the token's account was not ready after 0 s",
     }
+
+
+def test_one_client_serves_every_poll_and_retries_are_logged_as_in_a_worker(connect, capsys) -> None:
+    """The triggerer's event loop builds one HTTP client per trigger run: every poll reuses its connection."""
+    from tests.faults.hostile import Answer, HostileServer
+
+    with HostileServer() as api:
+        connect("fastly_default", api.connection(max_wait=0.01))
+        estimate = b'{"customer_id": "abc123", "total": {"cost": 12.30}}'
+        api.script(*[Answer(202, b"")] * 3, Answer(503, b'{"msg": "busy"}'), Answer(200, estimate))
+        (event,) = events(make_trigger("abc123"))
+    assert event == {"status": "success", "estimate": {"customer_id": "abc123", "total": {"cost": "12.30"}}}
+    assert len(api.seen) == 5
+    assert len({request.port for request in api.seen}) == 1  # one connection, so one client
+    logged = capsys.readouterr().out
+    assert "Fastly answered 503 on /billing/v2/account_customers/abc123/mtd_invoice; retry 1/5 in 0.0 s" in logged
