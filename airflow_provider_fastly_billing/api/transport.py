@@ -16,9 +16,13 @@ every request runs under:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
+import os
 import random
+import socket
+import threading
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -387,6 +391,125 @@ def _deadline_failure(settings: Settings) -> str:
 # Sync: requests
 
 
+class _Attempt:
+    """One sync attempt under watch: its deadline, and the connection it sends on."""
+
+    __slots__ = ("conn", "expires")
+
+    def __init__(self, expires: float) -> None:
+        self.expires = expires
+        self.conn: Any = None
+
+    def cut(self) -> None:
+        """Shut the connection's socket down: a read blocked in any phase returns at once."""
+        sock = getattr(self.conn, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """
+    One daemon thread that cuts any sync attempt still running at its deadline.
+
+    requests' timeout bounds each socket read, not the request: a server sending a byte a second holds
+    it for ever. The watchdog bounds connect, headers and body alike. It starts with the first request
+    and again in a forked child, where threads do not survive.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._live: dict[int, _Attempt] = {}
+        self._thread: threading.Thread | None = None
+        self._local = threading.local()
+
+    def watch(self, attempt: _Attempt) -> None:
+        with self._cond:
+            earliest = min((a.expires for a in self._live.values()), default=float("inf"))
+            self._live[id(attempt)] = attempt
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="fastly-deadline", daemon=True)
+                self._thread.start()
+            elif attempt.expires < earliest:
+                self._cond.notify()
+        self._local.attempt = attempt
+
+    def forget(self, attempt: _Attempt) -> None:
+        self._local.attempt = None
+        with self._cond:
+            self._live.pop(id(attempt), None)
+
+    def sending_on(self, conn: Any) -> None:
+        """Called by the connection a request goes out on, in the requesting thread."""
+        attempt = getattr(self._local, "attempt", None)
+        if attempt is not None:
+            attempt.conn = conn
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                first = min(self._live.values(), key=lambda a: a.expires, default=None)
+                now = time.monotonic()
+                if first is None or first.expires > now:
+                    self._cond.wait(None if first is None else first.expires - now)
+                    continue
+                del self._live[id(first)]
+                first.cut()
+
+
+_watchdog = _Watchdog()
+
+
+def _reset_watchdog() -> None:
+    global _watchdog
+    _watchdog = _Watchdog()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_watchdog)
+
+
+def session(settings: Settings) -> requests.Session:
+    """
+    A ``requests.Session`` for the API whose connections the deadline watchdog can cut.
+
+    Its adapters build urllib3 pools whose connections report themselves to the watchdog when a request
+    goes out on them, so an attempt past its deadline has its socket shut down, in any phase.
+    """
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    class Watched:
+        def request(self, *args: Any, **kwargs: Any) -> Any:
+            _watchdog.sending_on(self)
+            return super().request(*args, **kwargs)  # type: ignore[misc]
+
+    class WatchedHTTP(Watched, HTTPConnection):
+        pass
+
+    class WatchedHTTPS(Watched, HTTPSConnection):
+        pass
+
+    class HTTPPool(HTTPConnectionPool):
+        ConnectionCls = WatchedHTTP
+
+    class HTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = WatchedHTTPS
+
+    class Adapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": HTTPPool, "https": HTTPSPool}
+
+    guarded = requests.Session()
+    guarded.mount("https://", Adapter())
+    guarded.mount("http://", Adapter())
+    guarded.headers.update(settings.headers)
+    return guarded
+
+
 def chunks(response: requests.Response, expires: float) -> Iterator[bytes]:
     """The body as it arrives, decoded; raises :class:`DeadlineExceeded` once the clock passes ``expires``."""
     raw = response.raw
@@ -439,7 +562,8 @@ def get(
     GET under the guards, retrying per :func:`next_step`; ``read`` consumes a 2xx answer's body.
 
     The body reaches ``read`` as an iterator of chunks under the attempt's deadline; when it breaks off
-    or runs out of time, the whole attempt is retried from the budget. Redirects are errors.
+    or runs out of time, the whole attempt is retried from the budget. Redirects are errors. With a
+    :func:`session`, the deadline covers connect and headers too; with any other session, the body.
     """
     import requests
     import urllib3
@@ -450,23 +574,27 @@ def get(
     timeout = (settings.timeout, min(settings.timeout, settings.deadline))
     attempt = 0
     while True:
-        expires = time.monotonic() + settings.deadline
+        watched = _Attempt(time.monotonic() + settings.deadline)
+        _watchdog.watch(watched)
         try:
             with session.get(
                 url, params=params, headers={"Accept": accept}, timeout=timeout, stream=True, allow_redirects=False
             ) as response:
                 status = response.status_code
                 if status < 300:
-                    return read(response, chunks(response, expires))
+                    return read(response, chunks(response, watched.expires))
                 wait = next_step(attempt, settings, status, response.headers)
                 if wait is None:
-                    body = _error_body(chunks(response, expires))
+                    body = _error_body(chunks(response, watched.expires))
                     raise answer_error(status, where, response.headers, body, response.reason or "", settings)
         except broken as exc:
-            failure = _deadline_failure(settings) if isinstance(exc, DeadlineExceeded) else type(exc).__name__
+            late = isinstance(exc, DeadlineExceeded) or time.monotonic() >= watched.expires
+            failure = _deadline_failure(settings) if late else type(exc).__name__
             wait = next_step(attempt, settings, None, {}, failure)
             if wait is None:
                 raise _gave_up(where, failure, attempt, settings) from None
+        finally:
+            _watchdog.forget(watched)
         _log_retry(log, wait, where, attempt, settings)
         time.sleep(wait.seconds)
         attempt += 1

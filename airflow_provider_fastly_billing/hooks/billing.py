@@ -118,12 +118,8 @@ class BillingHook(BaseHook):
 
     @cached_property
     def session(self) -> requests.Session:
-        """One HTTP session per hook, so connections are reused across calls."""
-        import requests
-
-        session = requests.Session()
-        session.headers.update(self.settings.headers)
-        return session
+        """One HTTP session per hook, so connections are reused across calls; the deadline guards it."""
+        return transport.session(self.settings)
 
     def get_conn(self) -> requests.Session:
         """Return the hook's HTTP session, as Airflow hooks do."""

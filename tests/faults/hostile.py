@@ -32,6 +32,7 @@ class Answer:
     :param body: the body, or a function of the request's path and query that returns it.
     :param headers: extra headers (``Content-Type`` defaults to JSON).
     :param trickle: seconds to wait between bytes of the body (a slow-loris answer).
+    :param trickle_head: trickle the status line and headers too.
     :param length: the ``Content-Length`` to announce; default the body's. With ``chunks``, ``None``
         announces none: the body ends when the server closes the connection.
     :param chunks: a function returning the body piece by piece, for bodies too large to hold (made as
@@ -42,6 +43,7 @@ class Answer:
     body: bytes | Callable[[str, dict[str, str]], bytes] = b"{}"
     headers: dict[str, str] = field(default_factory=dict)
     trickle: float = 0.0
+    trickle_head: bool = False
     length: int | None = None
     chunks: Callable[[], Iterable[bytes]] | None = None
 
@@ -125,16 +127,24 @@ def _handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
             else:
                 headers["Connection"] = "close"
                 self.close_connection = True
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
             try:
+                self._head(answer, headers)
                 for piece in pieces:
                     _write(self.wfile, piece, answer.trickle)
                     with server._lock:
                         server.sent += len(piece)
             except OSError:
                 self.close_connection = True  # the client gave up, as it should
+
+        def _head(self, answer: Answer, headers: dict[str, str]) -> None:
+            for name, value in headers.items():
+                self.send_header(name, value)
+            if not answer.trickle_head:
+                self.end_headers()
+                return
+            self._headers_buffer.append(b"\r\n")
+            head, self._headers_buffer = b"".join(self._headers_buffer), []
+            _write(self.wfile, head, answer.trickle)
 
     return Handler
 
