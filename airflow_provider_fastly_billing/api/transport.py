@@ -21,6 +21,7 @@ import ipaddress
 import json
 import os
 import random
+import re
 import socket
 import threading
 import time
@@ -164,7 +165,11 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"the answer holds {name}, which is not a number (NaN and Infinity are refused)")
 
 
-def _nesting_within(data: Any, limit: int) -> bool:
+_NOT_SYNTAX = bytes(range(256)).translate(None, b'[]{}"\\')
+_INNERMOST = re.compile(rb"\{\}|\[\]")
+
+
+def _walk_within(data: Any, limit: int) -> bool:
     level = [data]
     for _ in range(limit):
         level = [
@@ -178,6 +183,23 @@ def _nesting_within(data: Any, limit: int) -> bool:
     return False
 
 
+def _nesting_within(body: bytes, data: Any, limit: int) -> bool:
+    """
+    Whether ``data``, parsed from ``body``, nests at most ``limit`` deep.
+
+    Read from the text's brackets when no string holds a bracket, a quote or an escape (Fastly's
+    answers, at C speed: the hot path); else by walking ``data``.
+    """
+    skeleton = body.translate(None, _NOT_SYNTAX).replace(b'""', b"")
+    if b'"' in skeleton or b"\\" in skeleton:
+        return _walk_within(data, limit)
+    for peeled in range(limit):
+        if len(skeleton) <= 2 * (limit - peeled):  # n balanced brackets nest at most n / 2 deep
+            return True
+        skeleton = _INNERMOST.sub(b"", skeleton)  # one level off: the innermost pairs
+    return not skeleton
+
+
 def parse_json(body: bytes | str) -> Any:
     """
     Parse a Fastly JSON body: every number with a fraction an exact ``Decimal``.
@@ -188,12 +210,11 @@ def parse_json(body: bytes | str) -> Any:
     try:
         data = json.loads(body, parse_float=Decimal, parse_constant=_refuse_constant)
     except RecursionError:
-        data = None
-        deep = True
-    else:
-        deep = isinstance(data, (dict, list)) and not _nesting_within(data, MAX_DEPTH)
-    if deep:
-        raise ValueError(f"the answer nests deeper than {MAX_DEPTH} levels")
+        raise ValueError(f"the answer nests deeper than {MAX_DEPTH} levels") from None
+    if isinstance(data, (dict, list)):
+        text = body.encode() if isinstance(body, str) else body
+        if not _nesting_within(text, data, MAX_DEPTH):
+            raise ValueError(f"the answer nests deeper than {MAX_DEPTH} levels")
     return data
 
 

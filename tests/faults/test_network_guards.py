@@ -198,8 +198,9 @@ def test_a_401_that_echoes_the_token_is_masked(api: HostileServer, tmp_path: Pat
         (b'{"total": {"cost": -Infinity}}', "the answer holds -Infinity, which is not a number"),
         (b"[" * 100_000 + b"]" * 100_000, "the answer nests deeper than 64 levels"),
         (b'{"a": ' * 64 + b"{}" + b"}" * 64, "the answer nests deeper than 64 levels"),
+        (b'{"a}]\\"": ' * 64 + b"{}" + b"}" * 64, "the answer nests deeper than 64 levels"),
     ],
-    ids=["nan", "infinity", "-infinity", "100k-deep", "65-deep"],
+    ids=["nan", "infinity", "-infinity", "100k-deep", "65-deep", "65-deep-brackets-in-keys"],
 )
 @pytest.mark.parametrize("path", ["sync", "deferred"])
 def test_unsafe_json_is_refused_at_parse_time(api: HostileServer, tmp_path: Path, path: str, body, text) -> None:
@@ -210,9 +211,10 @@ def test_unsafe_json_is_refused_at_parse_time(api: HostileServer, tmp_path: Path
     assert len(api.seen) == 1  # bad JSON is not retried
 
 
-def test_64_levels_are_still_read(api: HostileServer) -> None:
-    api.script(Answer(200, b'{"a": ' * 63 + b"{}" + b"}" * 63))
+@pytest.mark.parametrize("key", ["a", 'a}]\\"'])
+def test_64_levels_are_still_read(api: HostileServer, key: str) -> None:
+    api.script(Answer(200, f'{{"{key}": '.encode() * 63 + b"{}" + b"}" * 63))
     invoice = BillingHook().get_invoice(2025, 1)
     for _ in range(63):
-        invoice = invoice["a"]
+        invoice = invoice[json.loads(f'"{key}"')]
     assert invoice == {}
