@@ -292,7 +292,9 @@ def json_answer(
     if status == 202:
         if pending_ok:
             return None
-        raise FastlyApiError(202, where, "Fastly answered 202 Accepted where a result was expected")
+        raise FastlyApiError(
+            202, where, "Fastly answered 202 Accepted where a result was expected", secret=settings.token
+        )
     return decode(status, where, body, _header(headers, "Content-Type") or "", settings.token)
 
 
