@@ -44,6 +44,14 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "Timeout (s)",
                         "schema": {"type": ["number", "null"], "default": 30},
                     },
+                    "deadline": {
+                        "label": "Deadline per attempt (s), default 4 x timeout",
+                        "schema": {"type": ["number", "null"]},
+                    },
+                    "max_body_bytes": {
+                        "label": "Max JSON answer (bytes)",
+                        "schema": {"type": ["integer", "null"], "default": 67108864, "minimum": 1},
+                    },
                     "max_retries": {
                         "label": "Max retries",
                         "schema": {"type": ["integer", "null"], "default": 5, "minimum": 0},

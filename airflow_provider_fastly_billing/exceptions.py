@@ -11,9 +11,15 @@ class FastlyApiError(Exception):
     :param path: the request path and query; it never holds the token, which travels in a header.
     :param msg: Fastly's ``msg`` (or ``title``) for the error, when the body had one.
     :param detail: Fastly's ``detail``, when the body had one.
+    :param secret: a value to mask as ``***`` in every text above (the token, should the API echo it).
     """
 
-    def __init__(self, status: int | None, path: str, msg: str, detail: str | None = None) -> None:
+    def __init__(
+        self, status: int | None, path: str, msg: str, detail: str | None = None, *, secret: str | None = None
+    ) -> None:
+        if secret:
+            path, msg = path.replace(secret, "***"), msg.replace(secret, "***")
+            detail = detail.replace(secret, "***") if detail else detail
         self.status = status
         self.path = path
         self.msg = msg

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -129,7 +130,7 @@ def test_429_with_retry_after_is_honoured(sim: FastlySimulator, connect, capsys)
     assert len(statuses) == 3  # the first month, then 429, then the retry
     assert sim.rate_limited == 1
     logged = capsys.readouterr().out
-    assert "Fastly answered 429 on /billing/v2/year/2025/month/02; retry 1 in 1.0 s" in logged
+    assert "Fastly answered 429 on /billing/v2/year/2025/month/02; retry 1/5 in 1.0 s" in logged
 
 
 def test_5xx_retried_then_success(hook: BillingHook, sim: FastlySimulator) -> None:
@@ -268,10 +269,41 @@ def test_token_from_extra_and_settings_from_extras(sim: FastlySimulator, connect
     assert (hook.settings.timeout, hook.settings.max_retries) == (7.0, 2)
 
 
-def test_test_connection(sim: FastlySimulator, connect) -> None:
+def test_test_connection_reads_billing_and_names_host_and_token(sim: FastlySimulator, connect) -> None:
     connect("fastly_default", sim.connection())
     ok, message = BillingHook().test_connection()
-    assert ok and "works" in message
-    connect("fastly_default", sim.connection("wrong-token"))
+    host = sim.url.removeprefix("http://")
+    assert (ok, message) == (True, f"token 'simulator token' reads billing data on {host}")
+    assert [(r.path, r.query) for r in sim.requests] == [
+        ("/tokens/self", {}),
+        ("/billing/v3/invoices", {"limit": "1"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("token", "text"),
+    [
+        ("wrong-token", "on {host}: Fastly API error 401 on GET /tokens/self: Provided credentials are missing"),
+        (NO_BILLING_TOKEN, "token 'simulator token' is valid on {host} but lacks the Billing role"),
+    ],
+)
+def test_test_connection_says_what_is_wrong(sim: FastlySimulator, connect, token: str, text: str) -> None:
+    connect("fastly_default", sim.connection(token))
     ok, message = BillingHook().test_connection()
-    assert not ok and "401" in message and "Provided credentials are missing or invalid" in message
+    assert not ok
+    assert text.format(host=sim.url.removeprefix("http://")) in message
+    assert token not in message
+
+
+def test_test_connection_as_the_ui_runs_it(sim: FastlySimulator, monkeypatch) -> None:
+    """Airflow's Test button stores the form under a random connection id: the message must not name it."""
+    from airflow.models.connection import Connection
+
+    form = Connection(conn_id="qZ3xRandomTmp", conn_type="fastly", host=sim.url, password=NO_BILLING_TOKEN)
+    monkeypatch.setenv("AIRFLOW_CONN_QZ3XRANDOMTMP", form.get_uri())
+    ok, message = form.test_connection()
+    assert not ok and "lacks the Billing role" in message and sim.url.removeprefix("http://") in message
+    assert "qZ3xRandomTmp" not in message
+    monkeypatch.setenv("AIRFLOW_CONN_QZ3XRANDOMTMP", json.dumps({"conn_type": "fastly", "host": sim.url}))
+    ok, message = form.test_connection()
+    assert (ok, message) == (False, "the connection has no API token (password or extra 'token')")

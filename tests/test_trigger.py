@@ -78,12 +78,12 @@ def test_bad_kwargs_are_an_error_event_before_any_request(fastly: FastlySimulato
 
 def test_timeout_event(fastly: FastlySimulator) -> None:
     fastly.mtd_pending = 10_000
-    (event,) = events(make_trigger(fastly.customer_id, timeout=0.2))
+    (event,) = events(make_trigger(fastly.customer_id, timeout=1.0))
     assert event["status"] == "timeout"
     assert (
-        event["message"] == f"Fastly month-to-date estimate for customer {fastly.customer_id} was not ready after 0 s"
+        event["message"] == f"Fastly month-to-date estimate for customer {fastly.customer_id} was not ready after 1 s"
     )
-    assert 2 <= len(fastly.billing_requests()) <= 15
+    assert 2 <= len(fastly.billing_requests()) <= 51  # polls every 0.02 s for 1 s, the first after the setup
 
 
 def test_429_retry_after_is_honoured(fastly: FastlySimulator) -> None:
@@ -113,3 +113,19 @@ def test_v3_timeout_names_the_account(fastly: FastlySimulator) -> None:
         "status": "timeout",
         "message": "Fastly month-to-date estimate for the token's account was not ready after 0 s",
     }
+
+
+def test_one_client_serves_every_poll_and_retries_are_logged_as_in_a_worker(connect, capsys) -> None:
+    """The triggerer's event loop builds one HTTP client per trigger run: every poll reuses its connection."""
+    from tests.faults.hostile import Answer, HostileServer
+
+    with HostileServer() as api:
+        connect("fastly_default", api.connection(max_wait=0.01))
+        estimate = b'{"customer_id": "abc123", "total": {"cost": 12.30}}'
+        api.script(*[Answer(202, b"")] * 3, Answer(503, b'{"msg": "busy"}'), Answer(200, estimate))
+        (event,) = events(make_trigger("abc123"))
+    assert event == {"status": "success", "estimate": {"customer_id": "abc123", "total": {"cost": "12.30"}}}
+    assert len(api.seen) == 5
+    assert len({request.port for request in api.seen}) == 1  # one connection, so one client
+    logged = capsys.readouterr().out
+    assert "Fastly answered 503 on /billing/v2/account_customers/abc123/mtd_invoice; retry 1/5 in 0.0 s" in logged

@@ -2,206 +2,56 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import ipaddress
-import json
-import time
-from dataclasses import dataclass
-from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode, urlsplit
 
 from airflow.sdk import BaseHook, ObjectStoragePath
 
-from airflow_provider_fastly_billing import validation
-from airflow_provider_fastly_billing.exceptions import (
-    FastlyApiError,
-    FastlyAuthError,
-    FastlyNotFoundError,
+from airflow_provider_fastly_billing.api import mtd_request, transport, v2, v3
+from airflow_provider_fastly_billing.api.transport import (
+    ACCEPT,
+    DEFAULT_BASE_URL,
+    JSON,
+    Settings,
+    parse_json,
+    settings_from,
 )
+from airflow_provider_fastly_billing.exceptions import FastlyApiError
 from airflow_provider_fastly_billing.files import storage_path, write_atomically
-from airflow_provider_fastly_billing.retries import RETRY_STATUSES, backoff, retry_delay
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import AsyncIterator, Iterator, Mapping
     from datetime import date
     from pathlib import Path
 
+    import httpx
     import requests
-    from airflow.sdk import Connection
 
-DEFAULT_BASE_URL = "https://api.fastly.com"
-V3_INVOICES_PATH = "/billing/v3/invoices"
-V3_MTD_PATH = "/billing/v3/invoices/month-to-date"
-MAX_PAGE_SIZE = 200
-DEFAULT_TIMEOUT = 30.0
-DEFAULT_MAX_RETRIES = 5
-DEFAULT_MAX_WAIT = 60.0
-CHUNK_SIZE = 1 << 20
-JSON = "application/json"
-ACCEPT = {"csv": "text/csv", "pdf": "application/pdf", "json": JSON}
-
-
-def parse_json(body: bytes | str) -> Any:
-    """Parse a Fastly JSON body with exact ``Decimal`` for every number that has a fraction."""
-    return json.loads(body, parse_float=Decimal)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-@dataclass(frozen=True)
-class _Settings:
-    """What the hook needs from its connection; ``repr`` leaves the token out."""
-
-    base_url: str
-    token: str
-    timeout: float
-    max_retries: int
-    max_wait: float
-
-    def __repr__(self) -> str:
-        return f"_Settings(base_url={self.base_url!r}, timeout={self.timeout}, max_retries={self.max_retries})"
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Fastly-Key": self.token, "User-Agent": "airflow-provider-fastly-billing"}
-
-
-def _settings_from(conn: Connection, overrides: Mapping[str, Any]) -> _Settings:
-    extra = conn.extra_dejson
-    token = conn.password or extra.get("token")
-    if not token:
-        raise ValueError(f"connection {conn.conn_id!r} has no API token (password or extra 'token')")
-    base_url = (conn.host or DEFAULT_BASE_URL).rstrip("/")
-    if "://" not in base_url:
-        base_url = f"https://{base_url}"
-    url = urlsplit(base_url)
-    if url.scheme not in ("https", "http"):
-        raise ValueError(f"connection {conn.conn_id!r}: API base URL must be https://, got {url.scheme}://")
-    allow_http = str(extra.get("allow_insecure_http", "")).lower() in ("true", "1", "yes")
-    if url.scheme == "http" and not (_is_loopback(url.hostname or "") or allow_http):
-        raise ValueError(
-            f"connection {conn.conn_id!r}: refusing to send the API token over plain http to {url.hostname}; "
-            "use https, or set extra allow_insecure_http=true"
-        )
-
-    def pick(name: str, default: float) -> float:
-        given = (v for v in (overrides.get(name), extra.get(name)) if v not in (None, ""))
-        return float(next(given, default))
-
-    return _Settings(
-        base_url=base_url,
-        token=token,
-        timeout=pick("timeout", DEFAULT_TIMEOUT),
-        max_retries=int(pick("max_retries", DEFAULT_MAX_RETRIES)),
-        max_wait=pick("max_wait", DEFAULT_MAX_WAIT),
-    )
-
-
-def _error_text(body: bytes) -> tuple[str | None, str | None]:
-    """Fastly's message and detail from any of its error shapes, or nothing if the body has none."""
-    try:
-        data = parse_json(body)
-    except (ValueError, UnicodeDecodeError):
-        return None, None
-    if isinstance(data, dict) and isinstance(data.get("errors"), list) and data["errors"]:
-        data = data["errors"][0]
-    if not isinstance(data, dict):
-        return None, None
-    msg = data.get("msg") or data.get("title")
-    detail = data.get("detail")
-    return (str(msg) if msg else None), (str(detail) if detail else None)
-
-
-def api_error(status: int, path: str, body: bytes, content_type: str, reason: str = "") -> FastlyApiError:
-    """Turn an error answer into the typed exception a user can read."""
-    msg, detail = _error_text(body)
-    if msg is None:
-        kind = content_type.split(";")[0] or "empty"
-        msg = f"{reason or 'error'} (a {kind} body without a Fastly error message)"
-    cls = {401: FastlyAuthError, 403: FastlyAuthError, 404: FastlyNotFoundError}.get(status, FastlyApiError)
-    return cls(status, path, msg, detail)
-
-
-def _decode(status: int, path: str, body: bytes, content_type: str) -> dict[str, Any]:
-    try:
-        data = parse_json(body)
-    except (ValueError, UnicodeDecodeError):
-        kind = content_type.split(";")[0] or "untyped"
-        raise FastlyApiError(status, path, f"the answer is not valid JSON (a {kind} body)") from None
-    if not isinstance(data, dict):
-        raise FastlyApiError(status, path, f"expected a JSON object, got {type(data).__name__}")
-    return data
-
-
-def exact_v3_amount(document: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A v3 invoice with ``monthly_transaction_amount`` as ``Decimal``: Fastly sends it as a string at times."""
-    amount = (document or {}).get("monthly_transaction_amount")
-    if isinstance(amount, str):
-        with contextlib.suppress(ArithmeticError):
-            document["monthly_transaction_amount"] = Decimal(amount)  # type: ignore[index]
-    return document
-
-
-def _path_with_query(path: str, params: Mapping[str, str] | None) -> str:
-    return f"{path}?{urlencode(params)}" if params else path
-
-
-def invoice_path(year: int | str, month: int | str) -> str:
-    """Path of the account's invoice for a month, validated."""
-    y, m = validation.period(year, month)
-    return f"/billing/v2/year/{y}/month/{m}"
-
-
-def invoice_by_id_path(customer_id: str, invoice_id: int | str) -> str:
-    """Path of one invoice of an account customer, validated."""
-    return (
-        f"/billing/v2/account_customers/{validation.customer_id(customer_id)}"
-        f"/invoices/{validation.invoice_id(invoice_id)}"
-    )
-
-
-def mtd_request(
-    customer_id: str | None,
-    year: int | str | None = None,
-    month: int | str | None = None,
-    api_version: str = "v2",
-) -> tuple[str, dict[str, str]]:
-    """
-    Path and query of a month-to-date estimate, validated.
-
-    v2 estimates a customer's month; v3 has one estimate, the token's account's current month.
-    """
-    if validation.api_version(api_version) == "v3":
-        return V3_MTD_PATH, {}
-    path = f"/billing/v2/account_customers/{validation.customer_id(customer_id)}/mtd_invoice"
-    when = validation.optional_period(year, month)
-    return path, ({"year": when[0], "month": when[1]} if when else {})
+__all__ = ["DEFAULT_BASE_URL", "BillingHook", "mtd_request", "parse_json"]
 
 
 class BillingHook(BaseHook):
     """
     Call Fastly's billing API with the token of an Airflow connection of type ``fastly``.
 
-    Every input is validated before a request is sent. 429, 5xx and dropped connections are retried
-    with backoff that honours ``Retry-After`` and ``Fastly-RateLimit-Reset``; other errors raise
-    :class:`~airflow_provider_fastly_billing.exceptions.FastlyApiError` or a subclass. Numbers with a
-    fraction are returned as ``Decimal``, so money is exact. The token is sent only as ``Fastly-Key``.
+    Every input is validated before a request is sent. 429, 5xx, dropped connections and attempts past
+    their deadline are retried with backoff that honours ``Retry-After`` and ``Fastly-RateLimit-Reset``;
+    other errors raise :class:`~airflow_provider_fastly_billing.exceptions.FastlyApiError` or a subclass.
+    Redirects are never followed and the token is sent only as ``Fastly-Key``, to the connection's host.
+    Numbers with a fraction are returned as ``Decimal``, so money is exact. The guards and their
+    settings are described in :mod:`airflow_provider_fastly_billing.api.transport`.
 
     :param fastly_conn_id: the Airflow connection holding the API token (password, or extra ``token``)
         and optionally the API base URL (host).
-    :param timeout: connect and read timeout in seconds; default: extra ``timeout``, else 30.
-    :param max_retries: retries after a 429, 5xx or connection error; default: extra, else 5.
+    :param timeout: connect timeout, and the longest wait for any one read, in seconds; default: extra
+        ``timeout``, else 30.
+    :param max_retries: retries after a 429, 5xx, connection error or deadline; default: extra, else 5.
     :param max_wait: the longest single wait between retries, in seconds; default: extra, else 60.
+    :param deadline: the most one attempt may take, connect, headers and whole body, in seconds;
+        default: extra ``deadline``, else 4 times ``timeout``.
+    :param max_body_bytes: the largest JSON answer accepted; default: extra, else 64 MiB. Downloads of
+        CSV and PDF files have no cap.
     """
 
     conn_name_attr = "fastly_conn_id"
@@ -216,10 +66,18 @@ class BillingHook(BaseHook):
         timeout: float | None = None,
         max_retries: int | None = None,
         max_wait: float | None = None,
+        deadline: float | None = None,
+        max_body_bytes: int | None = None,
     ) -> None:
         super().__init__()
         self.fastly_conn_id = fastly_conn_id
-        self._overrides = {"timeout": timeout, "max_retries": max_retries, "max_wait": max_wait}
+        self._overrides = {
+            "timeout": timeout,
+            "max_retries": max_retries,
+            "max_wait": max_wait,
+            "deadline": deadline,
+            "max_body_bytes": max_body_bytes,
+        }
 
     def __repr__(self) -> str:
         return f"BillingHook(fastly_conn_id={self.fastly_conn_id!r})"
@@ -235,7 +93,7 @@ class BillingHook(BaseHook):
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Extra fields for timeout and retry settings (Airflow UIs built on Flask AppBuilder)."""
+        """Extra fields for timeout, retry and guard settings (Airflow UIs built on Flask AppBuilder)."""
         from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
         from flask_babel import lazy_gettext
         from wtforms import BooleanField, FloatField, IntegerField
@@ -246,77 +104,39 @@ class BillingHook(BaseHook):
             "timeout": FloatField(lazy_gettext("Timeout (s)"), [Optional(), NumberRange(min=1)], widget=widget),
             "max_retries": IntegerField(lazy_gettext("Max retries"), [Optional(), NumberRange(0)], widget=widget),
             "max_wait": FloatField(lazy_gettext("Max wait between retries (s)"), [Optional()], widget=widget),
+            "deadline": FloatField(lazy_gettext("Deadline per attempt (s)"), [Optional()], widget=widget),
+            "max_body_bytes": IntegerField(
+                lazy_gettext("Max JSON answer (bytes)"), [Optional(), NumberRange(1)], widget=widget
+            ),
             "allow_insecure_http": BooleanField(lazy_gettext("Allow plain http to a non-loopback host")),
         }
 
     @cached_property
-    def settings(self) -> _Settings:
-        """Base URL, token and retry settings, read once from the connection."""
-        return _settings_from(self.get_connection(self.fastly_conn_id), self._overrides)
+    def settings(self) -> Settings:
+        """Base URL, token, retry and guard settings, read once from the connection."""
+        return settings_from(self.get_connection(self.fastly_conn_id), self._overrides)
 
     @cached_property
     def session(self) -> requests.Session:
-        """One HTTP session per hook, so connections are reused across calls."""
-        import requests
-
-        session = requests.Session()
-        session.headers.update(self.settings.headers)
-        return session
+        """One HTTP session per hook, so connections are reused across calls; the deadline guards it."""
+        return transport.session(self.settings)
 
     def get_conn(self) -> requests.Session:
         """Return the hook's HTTP session, as Airflow hooks do."""
         return self.session
 
-    def _wait(self, attempt: int, headers: Mapping[str, str], path: str, why: str) -> None:
-        delay = retry_delay(attempt, headers, self.settings.max_wait)
-        self.log.warning("Fastly %s on %s; retry %d in %.1f s", why, path, attempt + 1, delay)
-        time.sleep(delay)
-
-    def _get(self, path: str, params: Mapping[str, str] | None, accept: str, stream: bool) -> requests.Response:
-        """GET with retries; returns a 2xx answer, or raises the typed error."""
-        import requests
-
-        where = _path_with_query(path, params)
-        for attempt in range(self.settings.max_retries + 1):
-            last = attempt == self.settings.max_retries
-            try:
-                response = self.session.get(
-                    self.settings.base_url + path,
-                    params=params,
-                    headers={"Accept": accept},
-                    timeout=self.settings.timeout,
-                    stream=stream,
-                )
-            except (
-                requests.ConnectionError,
-                requests.Timeout,
-                requests.exceptions.ChunkedEncodingError,
-            ) as exc:
-                if last:
-                    raise FastlyApiError(None, where, f"{type(exc).__name__} after {attempt + 1} tries") from None
-                self._wait(attempt, {}, where, type(exc).__name__)
-                continue
-            if response.status_code < 400:
-                return response
-            if response.status_code in RETRY_STATUSES and not last:
-                response.close()
-                self._wait(attempt, response.headers, where, f"answered {response.status_code}")
-                continue
-            content_type = response.headers.get("Content-Type", "")
-            raise api_error(response.status_code, where, response.content, content_type, response.reason)
-        raise AssertionError("unreachable")
-
     def _get_json(
         self, path: str, params: Mapping[str, str] | None = None, *, pending_ok: bool = False
     ) -> dict[str, Any] | None:
-        """GET a JSON object; a 202 is ``None`` where ``pending_ok``, else an error."""
-        response = self._get(path, params, JSON, stream=False)
-        where = _path_with_query(path, params)
-        if response.status_code == 202:
-            if pending_ok:
-                return None
-            raise FastlyApiError(202, where, "Fastly answered 202 Accepted where a result was expected")
-        return _decode(response.status_code, where, response.content, response.headers.get("Content-Type", ""))
+        """GET a JSON object under the guards; a 202 is ``None`` where ``pending_ok``, else an error."""
+        settings = self.settings
+        where = transport.path_with_query(path, params)
+
+        def read(response: requests.Response, body: Iterator[bytes]) -> dict[str, Any] | None:
+            data = transport.read_json_body(response, body, where, settings)
+            return transport.json_answer(response.status_code, where, response.headers, data, settings, pending_ok)
+
+        return transport.get(self.session, settings, path, params, JSON, read, self.log)
 
     def get_invoice(self, year: int | str, month: int | str) -> dict[str, Any]:
         """
@@ -325,7 +145,7 @@ class BillingHook(BaseHook):
         :param year: the year, 4 digits (``2026`` or ``"2026"``).
         :param month: the month, 1 to 12 (``3``, ``"3"`` or ``"03"``); not after the current month.
         """
-        return self._get_json(invoice_path(year, month))  # type: ignore[return-value]
+        return self._get_json(v2.invoice_path(year, month))  # type: ignore[return-value]
 
     def get_invoice_by_id(self, customer_id: str, invoice_id: int | str) -> dict[str, Any]:
         """
@@ -334,7 +154,7 @@ class BillingHook(BaseHook):
         :param customer_id: the alphanumeric Fastly customer id.
         :param invoice_id: the numeric invoice id.
         """
-        return self._get_json(invoice_by_id_path(customer_id, invoice_id))  # type: ignore[return-value]
+        return self._get_json(v2.invoice_by_id_path(customer_id, invoice_id))  # type: ignore[return-value]
 
     def get_invoice_mtd(
         self, customer_id: str, year: int | str | None = None, month: int | str | None = None
@@ -346,47 +166,29 @@ class BillingHook(BaseHook):
         :param year: with ``month``, the month to estimate; both omitted means the current month.
         :param month: with ``year``, the month to estimate.
         """
-        return self._get_json(*mtd_request(customer_id, year, month), pending_ok=True)
+        return self._get_json(*v2.mtd_request(customer_id, year, month), pending_ok=True)
 
     def list_invoices(
-        self, start: date | str | None = None, end: date | str | None = None, *, page_size: int = MAX_PAGE_SIZE
+        self, start: date | str | None = None, end: date | str | None = None, *, page_size: int = v3.MAX_PAGE_SIZE
     ) -> Iterator[dict[str, Any]]:
         """
         Iterate over every v3 invoice whose billing period starts in ``[start, end]``, newest first.
 
-        Follows ``meta.next_cursor`` page by page until the last; a cursor that comes back a second time
-        is refused (``FastlyApiError``), so a looping API cannot make this run forever. Inputs are
-        checked at once, before any request.
+        Follows ``meta.next_cursor`` page by page until the last, within bounds (see
+        :func:`~airflow_provider_fastly_billing.api.v3.walk`): an empty page that names a next cursor, a
+        cursor sent twice, or more pages than the answer's own total allows is a ``FastlyApiError``, so a
+        looping API cannot make this run forever. Inputs are checked at once, before any request.
 
         :param start: first billing start date (``date`` or ``YYYY-MM-DD``); ``None`` for no lower bound.
         :param end: last billing start date; ``None`` for no upper bound.
         :param page_size: invoices per request, 1 to 200.
         """
-        params = {
-            name: value
-            for name, value in (
-                ("billing_start_date", validation.iso_date(start, "start")),
-                ("billing_end_date", validation.iso_date(end, "end")),
-            )
-            if value
-        }
-        if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ValueError(f"page_size must be an integer from 1 to {MAX_PAGE_SIZE}, got {page_size!r}")
-        return self._pages({**params, "limit": str(page_size)})
+        params = v3.list_params(start, end, page_size)
+        return self._walk(v3.INVOICES_PATH, params)
 
-    def _pages(self, params: dict[str, str]) -> Iterator[dict[str, Any]]:
-        followed: set[str] = set()
-        cursor = ""
-        while True:
-            page = self._get_json(V3_INVOICES_PATH, {**params, "cursor": cursor} if cursor else params) or {}
-            yield from (exact_v3_amount(invoice) for invoice in page.get("data") or [])
-            cursor = str((page.get("meta") or {}).get("next_cursor") or "")
-            if not cursor:
-                return
-            if cursor in followed:
-                where = _path_with_query(V3_INVOICES_PATH, {**params, "cursor": cursor})
-                raise FastlyApiError(200, where, "the API sent a cursor it had sent before (a paging loop)")
-            followed.add(cursor)
+    def _walk(self, path: str, params: Mapping[str, str]) -> Iterator[dict[str, Any]]:
+        pages = v3.walk(lambda query: self._get_json(path, query) or {}, path, params, secret=self.settings.token)
+        return (v3.exact_v3_amount(invoice) for invoice in pages)  # type: ignore[misc]
 
     def get_invoice_v3(self, invoice_id: int | str) -> dict[str, Any]:
         """
@@ -394,11 +196,11 @@ class BillingHook(BaseHook):
 
         :param invoice_id: the numeric invoice id.
         """
-        return exact_v3_amount(self._get_json(f"{V3_INVOICES_PATH}/{validation.invoice_id(invoice_id)}"))  # type: ignore[return-value]
+        return v3.exact_v3_amount(self._get_json(v3.invoice_path(invoice_id)))  # type: ignore[return-value]
 
     def get_invoice_mtd_v3(self) -> dict[str, Any] | None:
         """Return the account's v3 month-to-date invoice, or ``None`` while Fastly generates it (202)."""
-        return exact_v3_amount(self._get_json(V3_MTD_PATH, pending_ok=True))
+        return v3.exact_v3_amount(self._get_json(v3.MTD_PATH, pending_ok=True))
 
     def download_invoice(
         self,
@@ -414,7 +216,8 @@ class BillingHook(BaseHook):
         Stream an invoice as CSV or PDF into a file, atomically; return ``destination``.
 
         The body is written in chunks to a temporary sibling and renamed into place only when complete,
-        so a broken download leaves no file behind.
+        so a broken download leaves no file behind; it is fetched again whole, from the same retry budget
+        as any request. The deadline covers the download; the size cap of JSON answers does not.
 
         :param destination: a local path, a URL such as ``s3://bucket/key.pdf``, or an ``ObjectStoragePath``.
         :param fmt: ``"csv"`` or ``"pdf"``.
@@ -429,69 +232,83 @@ class BillingHook(BaseHook):
         by_id = customer_id is not None or invoice_id is not None
         if by_period == by_id:
             raise ValueError("give either year and month, or customer_id and invoice_id")
-        path = invoice_path(year, month) if by_period else invoice_by_id_path(customer_id, invoice_id)  # type: ignore[arg-type]
-        import requests
-
+        path = v2.invoice_path(year, month) if by_period else v2.invoice_by_id_path(customer_id, invoice_id)  # type: ignore[arg-type]
         target = storage_path(destination)
-        for attempt in range(self.settings.max_retries + 1):
-            response = self._get(path, None, ACCEPT[fmt], stream=True)
+
+        def write(response: requests.Response, body: Iterator[bytes]) -> None:
             try:
-                write_atomically(target, response.iter_content(CHUNK_SIZE))
-                return destination
-            except requests.RequestException as exc:
-                if attempt == self.settings.max_retries:
-                    raise FastlyApiError(
-                        response.status_code, path, f"download broken off ({type(exc).__name__})"
-                    ) from None
-                self._wait(attempt, {}, path, f"download broken off ({type(exc).__name__})")
+                write_atomically(target, body)
             except OSError as exc:
+                import requests
+
+                if isinstance(exc, requests.RequestException):
+                    raise
                 raise FastlyApiError(response.status_code, path, f"could not write {destination}: {exc}") from exc
-            finally:
-                response.close()
-        raise AssertionError("unreachable")
+
+        try:
+            transport.get(self.session, self.settings, path, None, ACCEPT[fmt], write, self.log)
+        except FastlyApiError as exc:
+            if exc.status is None:
+                raise FastlyApiError(None, path, f"download broken off ({exc.msg})") from None
+            raise
+        return destination
 
     def test_connection(self) -> tuple[bool, str]:
-        """Check the token with ``GET /tokens/self``; say whether it works and what it is."""
+        """
+        Check the connection as the UI's Test button does: the token, then a real billing call.
+
+        Airflow tests a form under a random temporary connection id, so the messages name what a user
+        recognises, the API host and the token's name, never the connection id.
+        """
+        try:
+            settings = settings_from(self.get_connection(self.fastly_conn_id), self._overrides, "the connection")
+        except ValueError as exc:
+            return False, str(exc)
+        self.__dict__["settings"] = settings
+        name = "the token"
         try:
             token = self._get_json("/tokens/self") or {}
-        except (FastlyApiError, ValueError) as exc:
-            return False, str(exc)
-        return True, f"Token {token.get('name') or token.get('id') or ''} works (scope: {token.get('scope')})"
+            name = f"token {token.get('name') or token.get('id') or '(unnamed)'!r}"
+            self._get_json(v3.INVOICES_PATH, {"limit": "1"})
+        except FastlyApiError as exc:
+            if exc.status == 403:
+                return False, f"{name} is valid on {settings.host} but lacks the Billing role: {exc}"
+            return False, f"{name} on {settings.host}: {exc}"
+        return True, f"{name} reads billing data on {settings.host}"
 
-    async def _async_settings(self) -> _Settings:
+    async def _async_settings(self) -> Settings:
         if "settings" not in self.__dict__:
             conn = await self.aget_connection(self.fastly_conn_id)
-            self.__dict__["settings"] = _settings_from(conn, self._overrides)
+            self.__dict__["settings"] = settings_from(conn, self._overrides)
         return self.settings
 
-    async def async_get_json(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any] | None:
-        """Async GET of a JSON object, with the retries and errors of the sync calls; 202 is ``None``."""
-        import httpx
+    @contextlib.asynccontextmanager
+    async def async_client(self) -> AsyncIterator[httpx.AsyncClient]:
+        """
+        One ``httpx.AsyncClient`` for many async calls (a trigger's polls), closed on exit.
 
+        Building a client costs tens of milliseconds of the triggerer's event loop: build it once per
+        trigger run and pass it as ``client`` to :meth:`async_get_json` and its callers.
+        """
+        async with transport.async_client(await self._async_settings()) as client:
+            yield client
+
+    async def async_get_json(
+        self, path: str, params: Mapping[str, str] | None = None, *, client: httpx.AsyncClient | None = None
+    ) -> dict[str, Any] | None:
+        """
+        Async GET of a JSON object, with the guards, retries, log lines and errors of the sync calls.
+
+        :param client: from :meth:`async_client`; without one, a client is built for this call alone.
+        :return: the object, or ``None`` while Fastly answers 202.
+        """
+        if client is None:
+            async with self.async_client() as own:
+                return await self.async_get_json(path, params, client=own)
         settings = await self._async_settings()
-        where = _path_with_query(path, params)
-        async with httpx.AsyncClient(
-            base_url=settings.base_url, headers=settings.headers, timeout=settings.timeout
-        ) as client:
-            for attempt in range(settings.max_retries + 1):
-                last = attempt == settings.max_retries
-                try:
-                    response = await client.get(path, params=params, headers={"Accept": JSON})
-                except httpx.TransportError as exc:
-                    if last:
-                        raise FastlyApiError(None, where, f"{type(exc).__name__} after {attempt + 1} tries") from None
-                    await asyncio.sleep(backoff(attempt, settings.max_wait))
-                    continue
-                status, content_type = response.status_code, response.headers.get("Content-Type", "")
-                if status == 202:
-                    return None
-                if status < 400:
-                    return _decode(status, where, response.content, content_type)
-                if status in RETRY_STATUSES and not last:
-                    await asyncio.sleep(retry_delay(attempt, response.headers, settings.max_wait))
-                    continue
-                raise api_error(status, where, response.content, content_type, response.reason_phrase)
-        raise AssertionError("unreachable")
+        where = transport.path_with_query(path, params)
+        status, headers, body = await transport.aget_json(client, settings, path, params, self.log)
+        return transport.json_answer(status, where, headers, body, settings, pending_ok=True)
 
     async def async_get_invoice_mtd(
         self,
@@ -499,6 +316,9 @@ class BillingHook(BaseHook):
         year: int | str | None = None,
         month: int | str | None = None,
         api_version: str = "v2",
+        *,
+        client: httpx.AsyncClient | None = None,
     ) -> dict[str, Any] | None:
         """Async :meth:`get_invoice_mtd` (or :meth:`get_invoice_mtd_v3` with ``api_version="v3"``), for triggers."""
-        return await self.async_get_json(*mtd_request(customer_id, year, month, api_version))
+        estimate = await self.async_get_json(*mtd_request(customer_id, year, month, api_version), client=client)
+        return v3.exact_v3_amount(estimate) if api_version == "v3" else estimate

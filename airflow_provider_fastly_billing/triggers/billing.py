@@ -81,22 +81,24 @@ class InvoiceMtdTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Poll until the estimate is ready, Fastly refuses, or the deadline passes."""
+        """Poll until the estimate is ready, Fastly refuses, or the deadline passes; one HTTP client for all polls."""
         hook = BillingHook(self.fastly_conn_id)
-        while True:
-            try:
-                estimate = await hook.async_get_invoice_mtd(self.customer_id, self.year, self.month, self.api_version)
-            except (FastlyApiError, ValueError) as exc:
-                yield TriggerEvent({"status": "error", "message": str(exc)})
-                return
-            if estimate is not None:
-                yield TriggerEvent({"status": "success", "estimate": jsonable(estimate)})
-                return
-            if time.time() + self.poll_interval > self.end_time:
-                message = mtd_timeout_message(self.customer_id, self.timeout)
-                yield TriggerEvent({"status": "timeout", "message": message})
-                return
-            await asyncio.sleep(self.poll_interval)
+        try:
+            async with hook.async_client() as client:
+                while True:
+                    estimate = await hook.async_get_invoice_mtd(
+                        self.customer_id, self.year, self.month, self.api_version, client=client
+                    )
+                    if estimate is not None:
+                        event = {"status": "success", "estimate": jsonable(estimate)}
+                        break
+                    if time.time() + self.poll_interval > self.end_time:
+                        event = {"status": "timeout", "message": mtd_timeout_message(self.customer_id, self.timeout)}
+                        break
+                    await asyncio.sleep(self.poll_interval)
+        except (FastlyApiError, ValueError) as exc:
+            event = {"status": "error", "message": str(exc)}
+        yield TriggerEvent(event)
 
 
 def estimate_from_event(event: dict[str, Any], timeout_error: type[Exception]) -> dict[str, Any]:

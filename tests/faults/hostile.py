@@ -32,14 +32,20 @@ class Answer:
     :param body: the body, or a function of the request's path and query that returns it.
     :param headers: extra headers (``Content-Type`` defaults to JSON).
     :param trickle: seconds to wait between bytes of the body (a slow-loris answer).
-    :param length: the ``Content-Length`` to announce; default the body's.
+    :param trickle_head: trickle the status line and headers too.
+    :param length: the ``Content-Length`` to announce; default the body's. With ``chunks``, ``None``
+        announces none: the body ends when the server closes the connection.
+    :param chunks: a function returning the body piece by piece, for bodies too large to hold (made as
+        they are sent, so 200 MB never sit in memory); replaces ``body``.
     """
 
     status: int = 200
     body: bytes | Callable[[str, dict[str, str]], bytes] = b"{}"
     headers: dict[str, str] = field(default_factory=dict)
     trickle: float = 0.0
+    trickle_head: bool = False
     length: int | None = None
+    chunks: Callable[[], Iterable[bytes]] | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,8 @@ class Seen:
     path: str
     query: dict[str, str]
     headers: dict[str, str]
+    port: int
+    """The client's port: one port for many requests means one reused connection."""
 
 
 class HostileServer:
@@ -60,6 +68,7 @@ class HostileServer:
     def __init__(self) -> None:
         self.answers: deque[Answer] = deque([Answer(404, b'{"msg": "nothing scripted"}')])
         self.seen: list[Seen] = []
+        self.sent = 0  # body bytes written so far: shows when a client stopped reading
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
@@ -87,7 +96,7 @@ class HostileServer:
         return {v for s in self.seen for k, v in s.headers.items() if k.lower() == "fastly-key"}
 
     def __enter__(self) -> HostileServer:
-        threading.Thread(target=self._server.serve_forever, name="hostile", daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="hostile", daemon=True).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -107,19 +116,35 @@ def _handler(server: HostileServer) -> type[BaseHTTPRequestHandler]:
             url = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
             with server._lock:
-                server.seen.append(Seen(url.path, query, dict(self.headers.items())))
+                server.seen.append(Seen(url.path, query, dict(self.headers.items()), self.client_address[1]))
             answer = server.next_answer()
             body = answer.body(url.path, query) if callable(answer.body) else answer.body
+            pieces = answer.chunks() if answer.chunks else [body]
             self.send_response(answer.status)
             headers = {"Content-Type": "application/json", **answer.headers}
-            headers["Content-Length"] = str(len(body) if answer.length is None else answer.length)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
+            if answer.length is not None or not answer.chunks:
+                headers["Content-Length"] = str(len(body) if answer.length is None else answer.length)
+            else:
+                headers["Connection"] = "close"
+                self.close_connection = True
             try:
-                _write(self.wfile, body, answer.trickle)
+                self._head(answer, headers)
+                for piece in pieces:
+                    _write(self.wfile, piece, answer.trickle)
+                    with server._lock:
+                        server.sent += len(piece)
             except OSError:
                 self.close_connection = True  # the client gave up, as it should
+
+        def _head(self, answer: Answer, headers: dict[str, str]) -> None:
+            for name, value in headers.items():
+                self.send_header(name, value)
+            if not answer.trickle_head:
+                self.end_headers()
+                return
+            self._headers_buffer.append(b"\r\n")
+            head, self._headers_buffer = b"".join(self._headers_buffer), []
+            _write(self.wfile, head, answer.trickle)
 
     return Handler
 

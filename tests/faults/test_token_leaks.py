@@ -56,3 +56,22 @@ def test_the_token_leaks_nowhere(connect, tmp_path: Path, capfd, monkeypatch) ->
     assert CANARY not in json.dumps(trigger_kwargs)
     home = Path(os.environ["AIRFLOW_HOME"])
     assert [p for p in home.rglob("*") if p.is_file() and CANARY.encode() in p.read_bytes()] == []
+
+
+def test_a_token_echoed_in_a_cursor_and_an_error_body_is_masked_in_errors_and_logs(connect, capfd) -> None:
+    from tests.faults.hostile import Answer, HostileServer
+
+    with HostileServer() as api:
+        connect("fastly_default", api.connection(CANARY, max_retries=1, max_wait=0.01))
+        page = {"data": [{"invoice_id": "1"}], "meta": {"next_cursor": CANARY, "limit": 200, "total": 400}}
+        echo = {"msg": f"busy, key {CANARY}", "detail": CANARY}
+        api.script(Answer(200, json.dumps(page).encode()), Answer(503, json.dumps(echo).encode()))
+        with pytest.raises(FastlyApiError) as caught:
+            list(BillingHook().list_invoices())
+        assert [s.query.get("cursor") for s in api.seen] == [None, CANARY, CANARY]
+    assert str(caught.value) == (
+        "Fastly API error 503 on GET /billing/v3/invoices?limit=200&cursor=***: busy, key *** (***)"
+    )
+    logged = capfd.readouterr()
+    assert "retry 1/1" in logged.out and "cursor=***" in logged.out
+    assert CANARY not in logged.out + logged.err
