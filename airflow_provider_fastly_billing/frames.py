@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from airflow_provider_fastly_billing.exceptions import FastlyDataError
+from airflow_provider_fastly_billing.validation import PLAIN_DECIMAL
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -48,7 +49,7 @@ _BIGINT = 2**63
 _OUT_OF_RANGE = "is out of the warehouse's 64-bit integer range"
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[])
 _SUM = Context(prec=3 * NUMERIC_PRECISION, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[])
-_NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?", re.ASCII)
+_NUMBER = PLAIN_DECIMAL
 _INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
 _NUMBER_KINDS = {Decimal, int, type(None)}
 _PATH_DEPTH = 4

@@ -15,6 +15,8 @@ _MONTH = re.compile(r"\d{1,2}", re.ASCII)
 _CUSTOMER_ID = re.compile(r"[A-Za-z0-9]{1,64}", re.ASCII)
 _INVOICE_ID = re.compile(r"\d{1,20}", re.ASCII)
 _FIRST_YEAR = 2000
+PLAIN_DECIMAL = re.compile(r"[+-]?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?", re.ASCII)
+"""A number as Fastly writes it in a string: digits, an optional sign, fraction and exponent; nothing else."""
 
 
 def _as_int(value: object, pattern: re.Pattern[str], what: str) -> int:

@@ -7,7 +7,6 @@ metrics) follows ``meta.next_cursor`` with the same bounds.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 from decimal import Decimal
@@ -51,11 +50,15 @@ def list_params(start: date | str | None, end: date | str | None, page_size: int
 
 
 def exact_v3_amount(document: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A v3 invoice with ``monthly_transaction_amount`` as ``Decimal``: Fastly sends it as a string at times."""
+    """
+    A v3 invoice with ``monthly_transaction_amount`` as ``Decimal``: Fastly sends it as a string at times.
+
+    Only a plain decimal string is converted; anything else (``"NaN"``, ``" 12 "``, ``"1_000"``) stays the
+    string it was, for the frames to refuse with the invoice named, never a number it does not say.
+    """
     amount = document.get("monthly_transaction_amount") if isinstance(document, dict) else None
-    if isinstance(amount, str):
-        with contextlib.suppress(ArithmeticError):
-            document["monthly_transaction_amount"] = Decimal(amount)  # type: ignore[index]
+    if isinstance(amount, str) and validation.PLAIN_DECIMAL.fullmatch(amount):
+        document["monthly_transaction_amount"] = Decimal(amount)  # type: ignore[index]
     return document
 
 

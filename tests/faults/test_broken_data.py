@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from airflow_provider_fastly_billing.api.v3 import exact_v3_amount
 from airflow_provider_fastly_billing.exceptions import FastlyApiError, FastlyDataError
 from airflow_provider_fastly_billing.frames import (
     NUMERIC_PRECISION,
@@ -205,6 +206,17 @@ def test_v3_invoices_and_estimates_are_named_too() -> None:
     estimate["line_items"][0]["per_unit_cost"] = "n/a"
     with pytest.raises(FastlyDataError, match=r"^estimate .*\(customer \w+\): line 1 of line_items, field per_unit_"):
         estimate_to_frames(estimate, FETCHED)
+
+
+@pytest.mark.parametrize("amount", ["NaN", "Infinity", " 12 ", "1_000", "12 USD"])
+def test_the_hook_converts_only_plain_v3_amount_strings(amount: str) -> None:
+    """What the hook hands on (XCom included) is never a number Fastly did not write: the frames refuse it."""
+    v3 = parse_json((DATA / "v3_invoice.synthetic.json").read_bytes())
+    v3["monthly_transaction_amount"] = amount
+    assert exact_v3_amount(v3)["monthly_transaction_amount"] == amount
+    assert f"field monthly_transaction_amount: {amount!r}" in refusal(v3)
+    v3["monthly_transaction_amount"] = "-1234.50"
+    assert exact_v3_amount(v3)["monthly_transaction_amount"] == Decimal("-1234.50")
 
 
 @pytest.mark.parametrize(
