@@ -1,0 +1,1 @@
+"""Fastly's billing API below Airflow: requests, paging and answers, one module per generation."""
