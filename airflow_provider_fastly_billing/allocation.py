@@ -118,39 +118,39 @@ def _candidates(line: dict[str, Any]) -> tuple[list[str], bool]:
     return [*names, description.split(" (")[0]], code is not None or _text(line.get("usage_type_no")) is not None
 
 
-def _totals(usage: pd.DataFrame, service_usage: pd.DataFrame) -> dict[tuple[str, str], dict[str, UsageTotal]]:
-    """Per customer and month: each usage type's quantity, region and services' units."""
-    services: dict[tuple[str, str, str], dict[tuple[str, str | None], Decimal]] = {}
+Services = dict[tuple[str, str | None], Decimal]
+"""Units per (service id, service name)."""
+
+
+def _service_units(service_usage: pd.DataFrame) -> dict[tuple[str, str, str], tuple[Services, set[str]]]:
+    """Per customer, month and usage type: each service's units, and the units they are counted in."""
+    found: dict[tuple[str, str, str], tuple[Services, set[str]]] = {}
     for row in service_usage.to_dict("records"):
-        key = (row["customer_id"], row["month"], row["usage_type"])
-        per = services.setdefault(key, {})
+        per, units = found.setdefault((row["customer_id"], row["month"], row["usage_type"]), ({}, set()))
         name = (row["service_id"], _text(row["service_name"]))
         per[name] = per.get(name, Decimal(0)) + row["usage_units"]
-    totals: dict[tuple[str, str], dict[str, tuple[Decimal, str | None]]] = {}
+        units.update(filter(None, [_text(row["unit"])]))
+    return found
+
+
+def _totals(usage: pd.DataFrame, service_usage: pd.DataFrame) -> dict[tuple[str, str], dict[str, UsageTotal]]:
+    """Per customer and month: each usage type's quantity, region and services' units."""
+    services = _service_units(service_usage)
+    sums: dict[tuple[str, str, str], tuple[Decimal, str | None, set[str]]] = {}
     for row in usage.to_dict("records"):
-        month = totals.setdefault((row["customer_id"], row["month"]), {})
-        quantity, _ = month.get(row["usage_type"], (Decimal(0), None))
-        month[row["usage_type"]] = (quantity + row["quantity"], _text(row["region"]) or None)
-    return {
-        key: {
-            kind: UsageTotal(
-                quantity,
-                region,
-                tuple(
-                    sorted(
-                        (
-                            (sid, sname, units)
-                            for (sid, sname), units in services.get((*key, kind), {}).items()
-                            if units > 0
-                        ),
-                        key=lambda s: s[0],
-                    )
-                ),
+        key = (row["customer_id"], row["month"], row["usage_type"])
+        quantity, _, units = sums.get(key, (Decimal(0), None, set()))
+        sums[key] = (quantity + row["quantity"], _text(row["region"]), units | set(filter(None, [_text(row["unit"])])))
+    totals: dict[tuple[str, str], dict[str, UsageTotal]] = {}
+    for (customer, month, kind), (quantity, region, units) in sums.items():
+        per, service_units = services.get((customer, month, kind), ({}, set()))
+        if len(units | service_units) > 1:
+            raise AllocationError(
+                f"{month} usage type {kind!r} of {customer} is counted in {sorted(units | service_units)}"
             )
-            for kind, (quantity, region) in kinds.items()
-        }
-        for key, kinds in totals.items()
-    }
+        used = tuple(sorted(((sid, name, n) for (sid, name), n in per.items() if n > 0), key=lambda s: s[0]))
+        totals.setdefault((customer, month), {})[kind] = UsageTotal(quantity, region, used)
+    return totals
 
 
 def _split(line: dict[str, Any], amount: Decimal, kind: str, total: UsageTotal) -> Iterator[dict[str, Any]]:

@@ -258,6 +258,17 @@ def test_services_reporting_more_than_the_total_share_all_of_it() -> None:
     ]
 
 
+def test_usage_counted_in_different_units_is_refused() -> None:
+    used, services = hand_usage("2025-01", {"Europe Bandwidth": Decimal(10)}, "C")
+    used["unit"], services["unit"] = "GB", "TB"
+    invoices = pd.DataFrame({"load_key": ["k"], "period_start": ["2025-01-01T00:00:00Z"]})
+    lines = pd.DataFrame([{"load_key": "k", "customer_id": "C", "api_version": "v3", "amount": Decimal(1)}])
+    with pytest.raises(
+        AllocationError, match=r"2025-01 usage type 'Europe Bandwidth' of C is counted in \['GB', 'TB'\]"
+    ):
+        allocate(invoices, lines, used, services)
+
+
 amounts = st.decimals(min_value=Decimal("-100000"), max_value=Decimal("100000"), places=2)
 weights = st.lists(st.decimals(min_value=0, max_value=Decimal("1e9"), places=9), min_size=1, max_size=30).filter(
     lambda ws: any(w > 0 for w in ws)
