@@ -87,13 +87,20 @@ def split(total: Decimal, weights: list[float]) -> list[Decimal]:
 def service_units(
     charges: InvoiceCharges, kind: UsageType, unattributed_share: Decimal
 ) -> list[tuple[Service, Decimal]]:
-    """The services' usage of one usage type in one month: only those with non-zero units, largest first."""
-    rng = random.Random(f"{charges.customer_id}:{charges.year}:{charges.month}:{kind.usage_type}")
-    present = [(s, s.weight * rng.uniform(0.6, 1.4)) for s in services_of(charges.customer_id)]
-    present = [(s, w) for n, (s, w) in enumerate(present) if n == 0 or rng.random() > 0.2]
+    """
+    The services' usage of one usage type in one month: only those with non-zero units, largest first.
+
+    Which services serve a region, and their size there, stay the same every month; a month moves each
+    by up to 15 %.
+    """
+    reach = random.Random(f"{charges.customer_id}:{kind.usage_type}")
+    month = random.Random(f"{charges.customer_id}:{charges.year}:{charges.month}:{kind.usage_type}")
+    services = services_of(charges.customer_id)
+    present = [s for n, s in enumerate(services) if n == 0 or reach.random() > 0.2]
+    weights = [s.weight * reach.uniform(0.6, 1.4) * month.uniform(0.85, 1.15) for s in present]
     attributed = (kind.quantity * (1 - unattributed_share)).quantize(_quantum(kind.quantity), rounding=ROUND_DOWN)
-    units = split(attributed, [w for _, w in present])
-    rows = [(s, u) for (s, _), u in zip(present, units, strict=True) if u > 0]
+    units = split(attributed, weights)
+    rows = [(s, u) for s, u in zip(present, units, strict=True) if u > 0]
     return sorted(rows, key=lambda row: (-row[1], row[0].service_id))
 
 
