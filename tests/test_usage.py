@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from airflow_provider_fastly_billing import usage
+from airflow_provider_fastly_billing.api.usage import walk_cursor
 from airflow_provider_fastly_billing.exceptions import FastlyApiError
 from airflow_provider_fastly_billing.hooks.billing import BillingHook
 from airflow_provider_fastly_billing.testing import FastlySimulator
@@ -214,6 +215,20 @@ def test_an_empty_page_with_a_next_cursor_is_refused(hostile) -> None:
     server.script(Answer(body=_page([SERVICE], "c1")), Answer(body=_page([], "c2")))
     with pytest.raises(FastlyApiError, match=r"empty page that points to a next one \(cursor 'c2' after 2 pages\)"):
         _ask(hook)
+
+
+def test_endless_pages_without_a_total_stop_at_max_pages() -> None:
+    """The walk is sans-IO: here its ``fetch`` is a function that always has one more page."""
+    sent: list[dict[str, str]] = []
+
+    def fetch(query: dict[str, str]) -> dict:
+        sent.append(query)
+        return {"items": [len(sent)], "meta": {"next_cursor": f"c{len(sent)}"}}
+
+    pages = walk_cursor(fetch, {"limit": "1"}, lambda answer, _: (answer["items"], answer["meta"]), "/x", max_pages=5)
+    with pytest.raises(FastlyApiError, match=r"more than 5 pages \(cursor 'c5' after 5 pages\)"):
+        list(pages)
+    assert [q.get("cursor") for q in sent] == [None, "c1", "c2", "c3", "c4"]
 
 
 def test_a_non_numeric_service_quantity_names_month_type_service_and_field(hostile) -> None:

@@ -29,6 +29,8 @@ MONTHS_PER_CALL = 3
 MAX_SERVICE_PAGE = 10_000
 PAGE_MARGIN = 2
 """Pages allowed beyond what ``meta.total`` and ``limit`` imply, for usage that grows while we page."""
+MAX_PAGES = 10_000
+"""Pages allowed when ``meta.total`` says nothing: ten million services at the largest page size."""
 
 _MONTH = re.compile(r"(\d{4})-(\d{2})", re.ASCII)
 _SERVICE_ID = re.compile(r"[A-Za-z0-9]{1,64}", re.ASCII)
@@ -197,17 +199,20 @@ def walk_cursor(
     params: Mapping[str, str],
     page: Callable[[Mapping[str, Any], dict[str, str]], tuple[list[dict[str, Any]], Mapping[str, Any]]],
     path: str,
+    *,
+    max_pages: int = MAX_PAGES,
 ) -> Iterator[dict[str, Any]]:
     """
     Every item of a cursor-paged list, page by page, with bounds so a broken API cannot loop forever.
 
     Refused with ``FastlyApiError``: a cursor sent a second time, an empty page that points to another,
-    and more pages than ``meta.total`` / ``limit`` allow (plus :data:`PAGE_MARGIN`).
+    more pages than ``meta.total`` / ``limit`` allow (plus :data:`PAGE_MARGIN`), and more than ``max_pages``.
 
     :param fetch: sends one request with the given query and returns the decoded answer.
     :param params: the query of the first page; later pages add ``cursor``.
     :param page: splits an answer (and the query that got it) into its items and its ``meta``.
     :param path: the request path, for errors.
+    :param max_pages: the most pages to fetch whatever ``meta`` says.
     """
     followed: set[str] = set()
     query, pages = dict(params), 0
@@ -219,7 +224,7 @@ def walk_cursor(
         if not cursor:
             return
         query = {**params, "cursor": cursor}
-        problem = _paging_problem(cursor, followed, items, meta, pages, params)
+        problem = _paging_problem(cursor, followed, items, meta, pages, params, max_pages)
         if problem:
             raise FastlyApiError(200, where(path, query), f"{problem} (cursor {cursor!r} after {pages} pages)")
         followed.add(cursor)
@@ -232,11 +237,14 @@ def _paging_problem(
     meta: Mapping[str, Any],
     pages: int,
     params: Mapping[str, str],
+    max_pages: int,
 ) -> str:
     if cursor in followed:
         return "the API sent a cursor it had sent before (a paging loop)"
     if not items:
         return "the API sent an empty page that points to a next one"
+    if pages >= max_pages:
+        return f"more than {max_pages:,} pages"
     total, limit = meta.get("total"), meta.get("limit") or params.get("limit")
     try:
         allowed = math.ceil(int(total) / int(limit)) + PAGE_MARGIN
