@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 import pytest
+import requests
 
 from airflow_provider_fastly_billing import usage
 from airflow_provider_fastly_billing.api.usage import walk_cursor
-from airflow_provider_fastly_billing.exceptions import FastlyApiError
+from airflow_provider_fastly_billing.exceptions import FastlyApiError, FastlyAuthError
 from airflow_provider_fastly_billing.hooks.billing import BillingHook
-from airflow_provider_fastly_billing.testing import FastlySimulator
+from airflow_provider_fastly_billing.testing import NO_BILLING_TOKEN, FastlySimulator
 from tests.faults.hostile import Answer, HostileServer
 
 if TYPE_CHECKING:
@@ -160,6 +161,40 @@ def test_unattributed_share_is_left_out_of_the_services(connect, share: Decimal)
             attributed = sum(s["usage_units"] for s in services)
             quantum = Decimal(1).scaleb(item["quantity"].as_tuple().exponent)
             assert abs(item["quantity"] - attributed - share * item["quantity"]) <= quantum
+
+
+def test_usage_calls_get_the_retries_and_errors_of_every_call(hook: BillingHook, sim: FastlySimulator, connect) -> None:
+    sim.inject("status", times=2, status=503, path=SERVICE_PATH)
+    sim.inject("drop", times=1, path="/billing/v3/usage-metrics")
+    assert hook.get_usage_metrics("2025-01", "2025-01")
+    rows = hook.list_service_usage(
+        product_id="cdn_usage", usage_type_name="Europe Requests", start_month="2025-01", end_month="2025-01"
+    )
+    assert list(rows)
+    assert len(sim.billing_requests()) == 5
+    connect("fastly_default", sim.connection(token=NO_BILLING_TOKEN))
+    with pytest.raises(FastlyAuthError, match="403 on GET /billing/v3/usage-metrics"):
+        BillingHook().get_usage_metrics("2025-01", "2025-01")
+
+
+def test_the_simulator_refuses_what_fastly_refuses(sim: FastlySimulator) -> None:
+    def status(path: str, **query: str) -> int:
+        return requests.get(sim.url + path, params=query, headers={"Fastly-Key": sim.token}, timeout=10).status_code
+
+    assert status("/billing/v3/usage-metrics", start_month="2025-01", end_month="2025-04") == 400
+    assert status("/billing/v3/usage-metrics", start_month="2025-03", end_month="2025-01") == 400
+    assert status(SERVICE_PATH, start_month="2025-01", end_month="2025-01") == 400
+    assert (
+        status(
+            SERVICE_PATH,
+            product_id="cdn_usage",
+            usage_type_name="Europe Requests",
+            start_month="2025-01",
+            end_month="2025-01",
+            limit="10001",
+        )
+        == 400
+    )
 
 
 def test_a_repeated_cursor_is_refused(hook: BillingHook, sim: FastlySimulator) -> None:
