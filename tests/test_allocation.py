@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from airflow_provider_fastly_billing import frames, usage
 from airflow_provider_fastly_billing.allocation import SCHEMA, AllocationError, allocate, largest_remainder
+from airflow_provider_fastly_billing.api.usage import service_usage_queries
 from airflow_provider_fastly_billing.hooks.billing import BillingHook
 from airflow_provider_fastly_billing.testing import FastlySimulator
 
@@ -44,16 +45,7 @@ def fetch_year(share: Decimal) -> Year:
         env.setenv("AIRFLOW_CONN_FASTLY_DEFAULT", json.dumps(sim.connection()))
         hook = BillingHook()
         items = hook.get_usage_metrics(MONTHS[0], MONTHS[-1])
-        services = [
-            row
-            for item in items
-            for row in hook.list_service_usage(
-                product_id=item["product_id"],
-                usage_type_name=item["usage_type"],
-                start_month=item["month"],
-                end_month=item["month"],
-            )
-        ]
+        services = [row for query in service_usage_queries(items) for row in hook.list_service_usage(**query)]
         v2 = [hook.get_invoice(2025, m) for m in range(1, 13)]
         v3 = [i for i in hook.list_invoices("2025-01-01", "2025-12-01") if i["customer_id"] == sim.customer_id]
         assert len(v3) == 12

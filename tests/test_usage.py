@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from airflow_provider_fastly_billing import usage
-from airflow_provider_fastly_billing.api.usage import walk_cursor
+from airflow_provider_fastly_billing.api.usage import service_usage_queries, walk_cursor
 from airflow_provider_fastly_billing.exceptions import FastlyApiError, FastlyAuthError
 from airflow_provider_fastly_billing.hooks.billing import BillingHook
 from airflow_provider_fastly_billing.testing import NO_BILLING_TOKEN, FastlySimulator
@@ -126,6 +126,20 @@ def test_service_usage_pages_through_the_cursor(hook: BillingHook, sim: FastlySi
     assert {(i["usage_type"], i["unit"], i["customer_id"]) for i in paged} == {
         ("North America Bandwidth", "GB", sim.customer_id)
     }
+
+
+def test_service_usage_queries_cover_every_usage_type_of_every_month(hook: BillingHook) -> None:
+    items = hook.get_usage_metrics("2025-01", "2025-02")
+    queries = service_usage_queries(items + items)
+    assert len(queries) == len(items)
+    assert queries[0] == {
+        "product_id": "cdn_usage",
+        "usage_type_name": items[0]["usage_type"],
+        "start_month": "2025-01",
+        "end_month": "2025-01",
+    }
+    rows = [row for query in queries for row in hook.list_service_usage(**query)]
+    assert sum(r["usage_units"] for r in rows) == sum(i["quantity"] for i in items)
 
 
 def test_service_filter_asks_for_one_service(hook: BillingHook, sim: FastlySimulator) -> None:

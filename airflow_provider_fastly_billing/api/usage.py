@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 from airflow_provider_fastly_billing.exceptions import FastlyApiError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import Callable, Iterable, Iterator, Mapping
 
 USAGE_METRICS_PATH = "/billing/v3/usage-metrics"
 SERVICE_USAGE_PATH = "/billing/v3/service-usage-metrics"
@@ -120,6 +120,20 @@ def service_usage_params(
     query = {"product_id": product, "usage_type_name": usage_type, "service": service}
     query |= {"start_month": start, "end_month": end, "limit": str(page_size)}
     return {name: value for name, value in query.items() if value is not None}
+
+
+def service_usage_queries(usage_items: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """
+    The service-usage queries that cover usage metrics items: one per month, product and usage type.
+
+    One month each, because Fastly sums service usage over the months asked for.
+    """
+    keys = dict.fromkeys((i.get("month"), i.get("product_id"), i.get("usage_type")) for i in usage_items)
+    return [
+        {"product_id": product, "usage_type_name": kind, "start_month": month, "end_month": month}
+        for month, product, kind in keys
+        if month and product and kind
+    ]
 
 
 def exact(value: Any, field: str, at: str, path: str) -> Decimal:
