@@ -322,3 +322,67 @@ class BillingHook(BaseHook):
         """Async :meth:`get_invoice_mtd` (or :meth:`get_invoice_mtd_v3` with ``api_version="v3"``), for triggers."""
         estimate = await self.async_get_json(*mtd_request(customer_id, year, month, api_version), client=client)
         return v3.exact_v3_amount(estimate) if api_version == "v3" else estimate
+
+    def get_usage_metrics(self, start_month: str | date, end_month: str | date) -> list[dict[str, Any]]:
+        """
+        Return the account's usage per month, product, usage type and region (``GET /billing/v3/usage-metrics``).
+
+        Fastly answers at most three months per call: a longer range is split and the answers joined.
+        ``quantity`` is an exact ``Decimal``. Both months are checked before any request.
+
+        :param start_month: the first month, ``YYYY-MM`` (or a date in it).
+        :param end_month: the last month, included; not before ``start_month``, not in the future.
+        """
+        from airflow_provider_fastly_billing.api import usage
+
+        return [
+            item
+            for params in usage.usage_metrics_requests(start_month, end_month)
+            for item in usage.usage_metrics_items(
+                self._get_json(usage.USAGE_METRICS_PATH, params) or {}, usage.where(usage.USAGE_METRICS_PATH, params)
+            )
+        ]
+
+    def list_service_usage(
+        self,
+        *,
+        product_id: str | None = None,
+        usage_type_name: str | None = None,
+        service: str | None = None,
+        start_month: str | date,
+        end_month: str | date,
+        page_size: int = 1000,
+    ) -> Iterator[dict[str, Any]]:
+        """
+        Iterate over one usage type's usage per service (``GET /billing/v3/service-usage-metrics``).
+
+        Each item is a ``Serviceusagemetric`` (``service_id``, ``service_name``, ``usage_units`` as exact
+        ``Decimal``) with its page's ``customer_id``, ``usage_type``, ``unit``, ``start_time``, ``end_time``
+        and the query's ``product_id``, ``start_month``, ``end_month``. Follows ``meta.next_cursor``; a
+        repeated cursor, an empty page with a next cursor, or more pages than ``meta.total`` allows is a
+        ``FastlyApiError``. Inputs are checked at once, before any request.
+
+        :param product_id: the product, e.g. ``cdn_usage``; together with ``usage_type_name``.
+        :param usage_type_name: the usage type as on the invoice, e.g. ``North America Requests``.
+        :param service: a service id, to ask for that service only.
+        :param start_month: the first month, ``YYYY-MM``; Fastly sums usage over the range.
+        :param end_month: the last month, included.
+        :param page_size: services per request, 1 to 10,000.
+        """
+        from airflow_provider_fastly_billing.api import usage
+
+        params = usage.service_usage_params(
+            product_id=product_id,
+            usage_type_name=usage_type_name,
+            service=service,
+            start_month=start_month,
+            end_month=end_month,
+            page_size=page_size,
+        )
+        path = usage.SERVICE_USAGE_PATH
+        return usage.walk_cursor(
+            lambda query: self._get_json(path, query) or {},
+            params,
+            lambda answer, query: usage.service_usage_page(answer, query, usage.where(path, query)),
+            path,
+        )

@@ -12,6 +12,7 @@ request (error statuses, delays, dropped connections, truncated or mislabelled b
 from __future__ import annotations
 
 import base64
+import calendar
 import json
 import re
 import threading
@@ -23,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from airflow_provider_fastly_billing.testing import invoices
+from airflow_provider_fastly_billing.testing import invoices, usage
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -98,6 +99,8 @@ class FastlySimulator:
     :param pdf_padding: bytes added to every PDF, to test large downloads.
     :param string_amounts: send line items' units, rates and amounts as JSON strings, as some real
         answers do (Fastly's own client rejects those).
+    :param unattributed_share: the share of each usage type's units that no service accounts for in
+        the service usage metrics (``Decimal("0.05")`` for 5 %).
 
     Set :attr:`repeat_cursor` to make v3 paging loop (every page points back to the second one).
     """
@@ -118,6 +121,7 @@ class FastlySimulator:
         latency: float = 0.0,
         pdf_padding: int = 0,
         string_amounts: bool = False,
+        unattributed_share: Decimal = Decimal(0),
     ) -> None:
         self.token = token
         self.customers = [invoices.base62(f"customer:{n}") for n in range(account_customers)]
@@ -131,6 +135,7 @@ class FastlySimulator:
         self.latency = latency
         self.pdf_padding = pdf_padding
         self.string_amounts = string_amounts
+        self.unattributed_share = Decimal(unattributed_share)
         self.repeat_cursor = False
         self.requests: list[RecordedRequest] = []
         self.faults: deque[Fault] = deque()
@@ -298,6 +303,68 @@ class FastlySimulator:
             "meta": {"next_cursor": cursor, "limit": limit_n, "sort": "billing_start_date", "total": total},
         }
 
+    def usage_months(self, query: dict[str, str], *, most: int | None = None) -> list[invoices.InvoiceCharges]:
+        """The charges of the token's customer for each month of ``start_month``..``end_month`` in its life."""
+        bounds = [query.get(name, "") for name in ("start_month", "end_month")]
+        if not all(re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", value) for value in bounds) or bounds[0] > bounds[1]:
+            raise _Reply(400, {"title": "Bad Request", "detail": f"invalid start_month/end_month {bounds}"})
+        first, last = (invoices.month_index(int(b[:4]), int(b[5:])) for b in bounds)
+        if most is not None and last - first >= most:
+            raise _Reply(400, {"title": "Bad Request", "detail": f"at most {most} months per request"})
+        now = time.gmtime()
+        life = range(invoices.month_index(*self.first_month), invoices.month_index(now.tm_year, now.tm_mon) + 1)
+        months = [(m // 12, m % 12 + 1) for m in range(first, last + 1) if m in life]
+        return [self.charges(self.customer_id, year, month) for year, month in months]
+
+    def usage_metrics(self, query: dict[str, str]) -> dict[str, Any]:
+        """``GET /billing/v3/usage-metrics``: the token's customer's usage per month and usage type."""
+        now = time.strftime("%Y-%m-%dT%H:00:00Z", time.gmtime())
+        return {"data": [item for ch in self.usage_months(query, most=3) for item in usage.usage_metrics(ch, now)]}
+
+    def service_usage(self, query: dict[str, str]) -> dict[str, Any]:
+        """One page of ``GET /billing/v3/service-usage-metrics``: one usage type's units per service."""
+        product, kind = query.get("product_id"), query.get("usage_type_name")
+        if not product or not kind:
+            raise _Reply(400, {"title": "Bad Request", "detail": "product_id and usage_type_name are required"})
+        limit = query.get("limit", "1000")
+        if not limit.isdigit() or not 1 <= int(limit) <= 10_000:
+            raise _Reply(400, {"title": "Bad Request", "detail": "limit must be 1 to 10000"})
+        months = self.usage_months(query)
+        units: dict[usage.Service, Decimal] = {}
+        for ch in months if product == usage.PRODUCT_ID else []:
+            for total in (t for t in usage.usage_types(ch) if t.usage_type == kind):
+                for service, value in usage.service_units(ch, total, self.unattributed_share):
+                    units[service] = units.get(service, Decimal(0)) + value
+        rows = sorted(units.items(), key=lambda row: (-row[1], row[0].service_id))
+        rows = [row for row in rows if query.get("service") in (None, row[0].service_id)]
+        scope = ":".join(query.get(name, "") for name in ("product_id", "usage_type_name", "service", "start_month"))
+        offset, limit_n = self._decode_cursor(query.get("cursor", ""), f"{scope}:{query['end_month']}"), int(limit)
+        following = limit_n if self.repeat_cursor else offset + limit_n
+        next_cursor = (
+            self._encode_cursor(following, f"{scope}:{query['end_month']}") if offset + limit_n < len(rows) else ""
+        )
+        start, end = query["start_month"], query["end_month"]
+        last_day = calendar.monthrange(int(end[:4]), int(end[5:]))[1]
+        return {
+            "data": {
+                "customer_id": self.customer_id,
+                "start_time": f"{start}-01T00:00:00Z",
+                "end_time": f"{end}-{last_day:02d}T23:59:59Z",
+                "usage_type": kind,
+                "unit": usage.UNITS.get(kind.rsplit(" ", 1)[-1], "unit"),
+                "details": [
+                    {
+                        "customer_id": self.customer_id,
+                        "service_id": service.service_id,
+                        "service_name": service.service_name,
+                        "usage_units": value,
+                    }
+                    for service, value in rows[offset : offset + limit_n]
+                ],
+                "meta": {"next_cursor": next_cursor, "limit": limit_n, "sort": "usage_units", "total": len(rows)},
+            }
+        }
+
     @staticmethod
     def _encode_cursor(offset: int, scope: str) -> str:
         return base64.urlsafe_b64encode(json.dumps({"o": offset, "s": scope}).encode()).decode()
@@ -372,6 +439,10 @@ class FastlySimulator:
             return self.estimate_v3()
         if m := re.fullmatch(r"/billing/v3/invoices/(\d+)", path):
             return self.invoice_v3(int(m[1]))
+        if path == "/billing/v3/usage-metrics":
+            return self.usage_metrics(query)
+        if path == "/billing/v3/service-usage-metrics":
+            return self.service_usage(query)
         raise _Reply(404, {"msg": "Record not found", "detail": f"No route {path}"})
 
 

@@ -1,0 +1,269 @@
+"""
+Fastly's Billing Usage Metrics API (v3): requests, paging and answers, with no HTTP and no Airflow.
+
+``GET /billing/v3/usage-metrics`` gives the account's usage per month, product, usage type and region
+(at most three months per call); ``GET /billing/v3/service-usage-metrics`` gives one usage type's
+usage per service, cursor-paged. Usage types are named as on the invoice (``North America Bandwidth``).
+Every input is checked before a request is built; every quantity comes back as an exact ``Decimal``,
+and a quantity that is not a number is a :class:`~airflow_provider_fastly_billing.exceptions.FastlyApiError`
+naming the month, usage type, service and field.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import date, datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from airflow_provider_fastly_billing.exceptions import FastlyApiError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Mapping
+
+USAGE_METRICS_PATH = "/billing/v3/usage-metrics"
+SERVICE_USAGE_PATH = "/billing/v3/service-usage-metrics"
+MONTHS_PER_CALL = 3
+MAX_SERVICE_PAGE = 10_000
+PAGE_MARGIN = 2
+"""Pages allowed beyond what ``meta.total`` and ``limit`` imply, for usage that grows while we page."""
+MAX_PAGES = 10_000
+"""Pages allowed when ``meta.total`` says nothing: ten million services at the largest page size."""
+
+_MONTH = re.compile(r"(\d{4})-(\d{2})", re.ASCII)
+_SERVICE_ID = re.compile(r"[A-Za-z0-9]{1,64}", re.ASCII)
+_FIRST_YEAR = 2000
+
+
+def where(path: str, params: Mapping[str, str] | None = None) -> str:
+    """The path and query a request goes to, as errors name it (the token is never in it)."""
+    return f"{path}?{urlencode(params)}" if params else path
+
+
+def month(value: object, what: str, *, today: date | None = None) -> str:
+    """
+    Normalise a month to ``YYYY-MM``.
+
+    :param value: ``"2026-03"``, or a ``date``/``datetime`` in that month.
+    :param what: the argument's name, for the error.
+    :param today: the date that decides which months are in the future; default today in UTC.
+    """
+    if isinstance(value, (date, datetime)):
+        value = f"{value.year:04d}-{value.month:02d}"
+    found = _MONTH.fullmatch(value) if isinstance(value, str) else None
+    if not found:
+        raise ValueError(f"{what} must be a month as YYYY-MM (or a date), got {value!r}")
+    year, number = int(found[1]), int(found[2])
+    today = today or datetime.now(timezone.utc).date()
+    if not 1 <= number <= 12:
+        raise ValueError(f"{what} {value!r}: month {number} is not between 1 and 12")
+    if year < _FIRST_YEAR or (year, number) > (today.year, today.month):
+        raise ValueError(f"{what} {value!r} is not a month with usage (future or before {_FIRST_YEAR})")
+    return value
+
+
+def month_range(start_month: object, end_month: object) -> tuple[str, str]:
+    """Both months normalised, start not after end."""
+    start, end = month(start_month, "start_month"), month(end_month, "end_month")
+    if start > end:
+        raise ValueError(f"start_month {start} is after end_month {end}")
+    return start, end
+
+
+def months_between(start: str, end: str) -> list[str]:
+    """Every ``YYYY-MM`` from ``start`` to ``end``, both included."""
+    first = int(start[:4]) * 12 + int(start[5:]) - 1
+    last = int(end[:4]) * 12 + int(end[5:]) - 1
+    return [f"{m // 12:04d}-{m % 12 + 1:02d}" for m in range(first, last + 1)]
+
+
+def usage_metrics_requests(start_month: object, end_month: object) -> list[dict[str, str]]:
+    """The queries of ``GET /billing/v3/usage-metrics`` covering the months, at most three per call."""
+    months = months_between(*month_range(start_month, end_month))
+    chunks = [months[n : n + MONTHS_PER_CALL] for n in range(0, len(months), MONTHS_PER_CALL)]
+    return [{"start_month": chunk[0], "end_month": chunk[-1]} for chunk in chunks]
+
+
+def _name(value: object, what: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > 200 or not value.isprintable():
+        raise ValueError(f"{what} must be a non-empty printable string of at most 200 characters, got {value!r}")
+    return value
+
+
+def service_usage_params(
+    *,
+    product_id: str | None,
+    usage_type_name: str | None,
+    service: str | None,
+    start_month: object,
+    end_month: object,
+    page_size: int,
+) -> dict[str, str]:
+    """
+    The query of ``GET /billing/v3/service-usage-metrics``, validated.
+
+    Fastly wants ``product_id`` and ``usage_type_name`` together; ``service`` (a service id) narrows the
+    answer to one service (Fastly's clients send it from version 15).
+    """
+    start, end = month_range(start_month, end_month)
+    product, usage_type = _name(product_id, "product_id"), _name(usage_type_name, "usage_type_name")
+    if (product is None) != (usage_type is None):
+        raise ValueError("give product_id and usage_type_name together (e.g. 'cdn_usage', 'North America Requests')")
+    if service is not None and (not isinstance(service, str) or not _SERVICE_ID.fullmatch(service)):
+        raise ValueError(f"service must be a Fastly service id (1 to 64 letters and digits), got {service!r}")
+    if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= MAX_SERVICE_PAGE:
+        raise ValueError(f"page_size must be an integer from 1 to {MAX_SERVICE_PAGE:,}, got {page_size!r}")
+    query = {"product_id": product, "usage_type_name": usage_type, "service": service}
+    query |= {"start_month": start, "end_month": end, "limit": str(page_size)}
+    return {name: value for name, value in query.items() if value is not None}
+
+
+def service_usage_queries(usage_items: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """
+    The service-usage queries that cover usage metrics items: one per month, product and usage type.
+
+    One month each, because Fastly sums service usage over the months asked for.
+    """
+    keys = dict.fromkeys((i.get("month"), i.get("product_id"), i.get("usage_type")) for i in usage_items)
+    return [
+        {"product_id": product, "usage_type_name": kind, "start_month": month, "end_month": month}
+        for month, product, kind in keys
+        if month and product and kind
+    ]
+
+
+def exact(value: Any, field: str, at: str, path: str) -> Decimal:
+    """A quantity as an exact ``Decimal``; anything that is not a finite number is an error naming it."""
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = Decimal(value)
+    elif isinstance(value, float):
+        number = Decimal(repr(value))
+    elif isinstance(value, str):
+        try:
+            number = Decimal(value.strip())
+        except InvalidOperation:
+            number = Decimal("NaN")
+    else:
+        number = Decimal("NaN")
+    if not number.is_finite():
+        raise FastlyApiError(200, path, f"{at}: {field} {value!r} is not a number")
+    return number
+
+
+def _objects(value: Any, what: str, path: str) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        return [value]
+    if isinstance(value, list) and all(isinstance(item, dict) for item in value):
+        return value
+    raise FastlyApiError(200, path, f"{what} must be a list of objects, got {type(value).__name__}")
+
+
+def usage_metrics_items(answer: Mapping[str, Any], path: str) -> list[dict[str, Any]]:
+    """
+    The ``Usagemetric`` items of a usage-metrics answer, ``quantity`` and ``raw_quantity`` exact.
+
+    ``data`` is a list; Fastly's clients type it as one object, so one object is read as a list of one.
+    Unknown keys are kept.
+    """
+    items = []
+    for n, item in enumerate(_objects(answer.get("data"), "data", path), start=1):
+        at = f"usage item {n} (month {item.get('month')}, usage type {item.get('usage_type')!r})"
+        parsed = {**item, "quantity": exact(item.get("quantity"), "quantity", at, path)}
+        if item.get("raw_quantity") is not None:
+            parsed["raw_quantity"] = exact(item["raw_quantity"], "raw_quantity", at, path)
+        items.append(parsed)
+    return items
+
+
+def service_usage_page(
+    answer: Mapping[str, Any], params: Mapping[str, str], path: str
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """
+    The service rows and the ``meta`` of one service-usage page.
+
+    Each ``Serviceusagemetric`` (``data.details``) comes back with the page's ``customer_id``,
+    ``usage_type``, ``unit``, ``start_time`` and ``end_time``, the query's ``product_id``, ``start_month``
+    and ``end_month``, and ``usage_units`` exact. Unknown keys are kept.
+    """
+    data = answer.get("data") or {}
+    if not isinstance(data, dict):
+        raise FastlyApiError(200, path, f"data must be an object, got {type(data).__name__}")
+    context = {name: data.get(name) for name in ("customer_id", "usage_type", "unit", "start_time", "end_time")}
+    context |= {name: params.get(name) for name in ("product_id", "start_month", "end_month")}
+    span = f"{params.get('start_month')}..{params.get('end_month')}"
+    rows = []
+    for n, detail in enumerate(_objects(data.get("details"), "data.details", path), start=1):
+        at = f"service usage {span}, usage type {data.get('usage_type')!r}, service {detail.get('service_id')!r} (#{n})"
+        units = exact(detail.get("usage_units"), "usage_units", at, path)
+        rows.append({**context, **{k: v for k, v in detail.items() if v is not None}, "usage_units": units})
+    meta = data.get("meta") if isinstance(data.get("meta"), dict) else answer.get("meta")
+    return rows, meta if isinstance(meta, dict) else {}
+
+
+def walk_cursor(
+    fetch: Callable[[dict[str, str]], Mapping[str, Any]],
+    params: Mapping[str, str],
+    page: Callable[[Mapping[str, Any], dict[str, str]], tuple[list[dict[str, Any]], Mapping[str, Any]]],
+    path: str,
+    *,
+    max_pages: int = MAX_PAGES,
+) -> Iterator[dict[str, Any]]:
+    """
+    Every item of a cursor-paged list, page by page, with bounds so a broken API cannot loop forever.
+
+    Refused with ``FastlyApiError``: a cursor sent a second time, an empty page that points to another,
+    more pages than ``meta.total`` / ``limit`` allow (plus :data:`PAGE_MARGIN`), and more than ``max_pages``.
+
+    :param fetch: sends one request with the given query and returns the decoded answer.
+    :param params: the query of the first page; later pages add ``cursor``.
+    :param page: splits an answer (and the query that got it) into its items and its ``meta``.
+    :param path: the request path, for errors.
+    :param max_pages: the most pages to fetch whatever ``meta`` says.
+    """
+    followed: set[str] = set()
+    query, pages = dict(params), 0
+    while True:
+        items, meta = page(fetch(query), query)
+        pages += 1
+        yield from items
+        cursor = str(meta.get("next_cursor") or "")
+        if not cursor:
+            return
+        query = {**params, "cursor": cursor}
+        problem = _paging_problem(cursor, followed, items, meta, pages, params, max_pages)
+        if problem:
+            raise FastlyApiError(200, where(path, query), f"{problem} (cursor {cursor!r} after {pages} pages)")
+        followed.add(cursor)
+
+
+def _paging_problem(
+    cursor: str,
+    followed: set[str],
+    items: list[Any],
+    meta: Mapping[str, Any],
+    pages: int,
+    params: Mapping[str, str],
+    max_pages: int,
+) -> str:
+    if cursor in followed:
+        return "the API sent a cursor it had sent before (a paging loop)"
+    if not items:
+        return "the API sent an empty page that points to a next one"
+    if pages >= max_pages:
+        return f"more than {max_pages:,} pages"
+    total, limit = meta.get("total"), meta.get("limit") or params.get("limit")
+    try:
+        allowed = math.ceil(int(total) / int(limit)) + PAGE_MARGIN
+    except (TypeError, ValueError, ZeroDivisionError):
+        return ""
+    if pages >= allowed:
+        return f"more pages than meta.total {total} at limit {limit} allows"
+    return ""
