@@ -14,12 +14,14 @@ from airflow_provider_fastly_billing.hooks.billing import parse_json
 from airflow_provider_fastly_billing.testing import FastlySimulator
 from airflow_provider_fastly_billing.testing.simulator import to_json
 from airflow_provider_fastly_billing.warehouse import load_frames
+from tests.conftest import EVERY_WAREHOUSE
 
 if TYPE_CHECKING:
     from tests.conftest import Warehouse
 
 FETCHED = datetime(2026, 11, 2, 8, 30, tzinfo=timezone.utc)
 SIM = FastlySimulator(account_customers=3)
+every_warehouse = pytest.mark.parametrize("warehouse", EVERY_WAREHOUSE, indirect=True)
 
 
 def invoice(month: int, customer: int = 0) -> dict:
@@ -40,6 +42,7 @@ def as_decimal(value) -> Decimal:
     return Decimal(str(value))
 
 
+@every_warehouse
 def test_sums_read_back_match_the_invoice_totals_to_the_cent(warehouse: Warehouse) -> None:
     docs = [invoice(m, c) for m in (1, 2, 3) for c in (0, 1)]
     rows = load_frames(frames_of(*docs), warehouse.conn_id, schema=warehouse.schema)
@@ -56,6 +59,7 @@ def test_sums_read_back_match_the_invoice_totals_to_the_cent(warehouse: Warehous
     assert costs == {str(d["invoice_id"]): d["total"]["cost"] for d in docs}
 
 
+@every_warehouse
 def test_loading_the_same_month_twice_gives_the_same_rows(warehouse: Warehouse) -> None:
     load_frames(frames_of(invoice(5)), warehouse.conn_id, schema=warehouse.schema)
     first = everything(warehouse)
@@ -64,6 +68,7 @@ def test_loading_the_same_month_twice_gives_the_same_rows(warehouse: Warehouse) 
     assert warehouse.rows("SELECT COUNT(*) FROM {invoices}") == [(1,)]
 
 
+@every_warehouse
 def test_a_failed_load_leaves_the_warehouse_as_it_was(warehouse: Warehouse) -> None:
     load_frames(frames_of(invoice(6), invoice(7)), warehouse.conn_id, schema=warehouse.schema)
     before = everything(warehouse)
@@ -75,6 +80,7 @@ def test_a_failed_load_leaves_the_warehouse_as_it_was(warehouse: Warehouse) -> N
     assert everything(warehouse) == before
 
 
+@every_warehouse
 def test_a_new_unknown_field_is_loaded_and_kept(warehouse: Warehouse) -> None:
     doc = invoice(9)
     doc["line_items"][0]["carbon_grams"] = Decimal("12.5")
@@ -86,6 +92,7 @@ def test_a_new_unknown_field_is_loaded_and_kept(warehouse: Warehouse) -> None:
     assert json.loads(raw)["fastly_new_section"] == {"a": [1, 2]}
 
 
+@every_warehouse
 def test_estimates_and_invoices_live_side_by_side(warehouse: Warehouse) -> None:
     estimate = parse_json(to_json(SIM.estimate(SIM.customer_id, 2025, 9)))
     load_frames(frames_of(invoice(9)), warehouse.conn_id, schema=warehouse.schema)
@@ -115,6 +122,7 @@ def test_a_connection_that_is_not_sql_is_refused(connect) -> None:
         load_frames(frames_of(invoice(1)), "not_sql")
 
 
+@every_warehouse
 def test_real_answer_with_string_amounts_loads_exactly(warehouse: Warehouse) -> None:
     from pathlib import Path
 
