@@ -67,6 +67,10 @@ def _lock_key(*parts: str) -> bytes:
     return hashlib.blake2b(" ".join(("airflow_provider_fastly_billing", *parts)).encode(), digest_size=16).digest()
 
 
+def _lock_id(key: bytes) -> int:
+    return int.from_bytes(key[:8], "big", signed=True)
+
+
 class Tables:
     """The four qualified table names of one ``schema`` and ``table_prefix``."""
 
@@ -82,6 +86,14 @@ class Tables:
     def lock_key(self) -> bytes:
         """The same bytes for every load of these tables: what concurrent loads wait on."""
         return _lock_key(*sorted(self.qualified(t).lower() for t in SCHEMA))
+
+    def lock_id(self) -> int:
+        """:meth:`lock_key` as a PostgreSQL advisory lock id (a signed 64-bit integer)."""
+        return _lock_id(self.lock_key())
+
+    def lock_name(self) -> str:
+        """:meth:`lock_key` as a MySQL ``GET_LOCK`` name (at most 64 characters)."""
+        return f"fastly_billing_{self.lock_key().hex()}"
 
 
 class Params:
@@ -347,8 +359,8 @@ class PostgreSQL(Dialect):
             # CREATE SCHEMA IF NOT EXISTS races on the catalog: loads into a new schema take its key first.
             exists = f"SELECT 1 FROM pg_namespace WHERE nspname = LOWER({self.params.marks(1)})"
             if schema and not self.execute(exists, [schema]).fetchall():
-                self._advisory(_lock_key("schema", schema.lower()))
-            self._advisory(self.tables.lock_key())
+                self._advisory(_lock_id(_lock_key("schema", schema.lower())))
+            self._advisory(self.tables.lock_id())
         except Exception as exc:
             if getattr(exc, "pgcode", None) == "55P03" or getattr(exc, "sqlstate", None) == "55P03":
                 raise TimeoutError(
@@ -357,14 +369,14 @@ class PostgreSQL(Dialect):
                 ) from exc
             raise
 
-    def _advisory(self, key: bytes) -> None:
-        self.execute(
-            f"SELECT pg_advisory_xact_lock({self.params.marks(1)})", [int.from_bytes(key[:8], "big", signed=True)]
-        )
+    def _advisory(self, lock_id: int) -> None:
+        self.execute(f"SELECT pg_advisory_xact_lock({self.params.marks(1)})", [lock_id])
 
     def insert(self, table: str, frame: pd.DataFrame) -> None:
-        columns = ", ".join(SCHEMA[table])
-        sql = f"COPY {self.tables.qualified(table)} ({columns}) FROM STDIN WITH (FORMAT csv, NULL '{NULL}')"
+        columns = list(SCHEMA[table])
+        if list(frame.columns) != columns:
+            frame = frame[columns]
+        sql = f"COPY {self.tables.qualified(table)} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, NULL '{NULL}')"
         for start in range(0, len(frame), COPY_ROWS):
             text = frame.iloc[start : start + COPY_ROWS].to_csv(
                 index=False, header=False, na_rep=NULL, quoting=csv.QUOTE_MINIMAL, date_format="%Y-%m-%dT%H:%M:%S.%f%z"
@@ -401,7 +413,8 @@ class SQLite(Dialect):
         except Exception as exc:
             if "locked" in str(exc):
                 raise TimeoutError(
-                    f"the SQLite database stayed locked by another writer for {self.lock_timeout:g} s (lock_timeout)"
+                    f"the SQLite database {self.hook.connection.host} stayed locked by another writer for "
+                    f"{self.lock_timeout:g} s (lock_timeout)"
                 ) from exc
             raise
 
@@ -443,21 +456,17 @@ class MySQL(Dialect):
     def begin(self) -> None:
         self.execute("SET time_zone = '+00:00', sql_mode = CONCAT_WS(',', @@sql_mode, 'STRICT_ALL_TABLES')")
 
-    @property
-    def _lock_name(self) -> str:
-        return f"fastly_billing_{self.tables.lock_key().hex()}"
-
     def lock(self) -> None:
         sql = f"SELECT GET_LOCK({self.params.marks(2)})"
-        ((got,),) = self.execute(sql, [self._lock_name, int(self.lock_timeout)]).fetchall()
+        ((got,),) = self.execute(sql, [self.tables.lock_name(), int(self.lock_timeout)]).fetchall()
         if got != 1:
             raise TimeoutError(
-                f"another load of {self.tables.qualified('*')} held lock {self._lock_name} for more than "
+                f"another load of {self.tables.qualified('*')} held lock {self.tables.lock_name()} for more than "
                 f"{self.lock_timeout:g} s (lock_timeout)"
             )
 
     def release(self) -> None:
-        self.execute(f"SELECT RELEASE_LOCK({self.params.marks(1)})", [self._lock_name]).fetchall()
+        self.execute(f"SELECT RELEASE_LOCK({self.params.marks(1)})", [self.tables.lock_name()]).fetchall()
 
 
 def _decimals_as_text(frame: pd.DataFrame, name: str) -> pd.DataFrame:
