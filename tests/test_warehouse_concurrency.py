@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import subprocess
+import sys
+import threading
 import traceback
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -15,9 +19,12 @@ from airflow_provider_fastly_billing.frames import InvoiceFrames, invoice_to_fra
 from airflow_provider_fastly_billing.hooks.billing import parse_json
 from airflow_provider_fastly_billing.testing import FastlySimulator
 from airflow_provider_fastly_billing.testing.simulator import to_json
+from airflow_provider_fastly_billing.warehouse import Tables, load_frames
 from tests.conftest import EVERY_WAREHOUSE
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
     from tests.conftest import Warehouse
 
 PROCESSES = 8
@@ -87,3 +94,58 @@ def test_parallel_loads_all_succeed_with_exact_rows(warehouse: Warehouse, same_m
     outcomes = run_parallel(months, wh)
     assert [status for _, status, _ in outcomes] == ["ok"] * PROCESSES, outcomes
     assert_exact(wh, set(months))
+
+
+@contextlib.contextmanager
+def another_load(wh: Warehouse) -> Iterator[Callable[[], None]]:
+    """Hold what a load of ``wh``'s tables waits for, as another process's load would; yield its release."""
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(wh.conn_id)
+    if wh.dialect == "duckdb":
+        hold = "import duckdb, sys; db = duckdb.connect(sys.argv[1]); print('held', flush=True); sys.stdin.read()"
+        holder = subprocess.Popen(
+            [sys.executable, "-c", hold, conn.host], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        assert holder.stdout.readline() == b"held\n"
+        release = holder.stdin.close
+    elif wh.dialect == "sqlite":
+        import sqlite3
+
+        holder = sqlite3.connect(conn.host, check_same_thread=False)
+        holder.execute("BEGIN IMMEDIATE")
+        release = holder.close
+    elif wh.dialect == "postgres":
+        import psycopg2
+
+        holder = psycopg2.connect(host=conn.host, port=conn.port, user=conn.login, dbname=conn.schema)
+        holder.cursor().execute("SELECT pg_advisory_lock(%s)", [Tables(wh.schema, "fastly_").lock_id()])
+        release = holder.close
+    else:
+        import MySQLdb
+
+        holder = MySQLdb.connect(host=conn.host, port=conn.port, user=conn.login)
+        holder.cursor().execute("SELECT GET_LOCK(%s, 0)", [Tables(wh.schema, "fastly_").lock_name()])
+        release = holder.close
+    try:
+        yield release
+    finally:
+        with contextlib.suppress(Exception):
+            release()
+        if wh.dialect == "duckdb":
+            holder.wait(timeout=30)
+
+
+@pytest.mark.parametrize("warehouse", EVERY_WAREHOUSE, indirect=True)
+def test_a_load_waits_for_another_and_gives_up_after_lock_timeout_naming_it(warehouse: Warehouse) -> None:
+    waited = {
+        "duckdb": r"waited 1 s \(lock_timeout\) for another process .*Could not set lock on file .*w\.duckdb",
+        "sqlite": r"SQLite database .*w\.sqlite stayed locked by another writer for 1 s \(lock_timeout\)",
+    }.get(warehouse.dialect, rf"another load of {warehouse.schema}\.fastly_\* held .*1 s \(lock_timeout\)")
+    frames = month_frames(1)
+    with another_load(warehouse) as release:
+        with pytest.raises(TimeoutError, match=waited):
+            load_frames(frames, warehouse.conn_id, schema=warehouse.schema, lock_timeout=1)
+        threading.Timer(1.0, release).start()
+        load_frames(frames, warehouse.conn_id, schema=warehouse.schema, lock_timeout=60)
+    assert_exact(warehouse, {1})
