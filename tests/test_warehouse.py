@@ -132,3 +132,54 @@ def test_real_answer_with_string_amounts_loads_exactly(warehouse: Warehouse) -> 
     assert sum(amounts) == Decimal("575.26")
     (units,) = warehouse.rows("SELECT units FROM {line_items} WHERE line_number = 6")[0]
     assert as_decimal(units) == Decimal("143.656927205")
+
+
+@pytest.mark.parametrize("warehouse", ["postgres", "mariadb_connector"], indirect=True)
+def test_the_generic_dbapi_path_loads_exactly_into_a_real_engine(
+    warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_fastly_billing import warehouse as warehouse_module
+
+    # As for an engine without a dialect of its own: portable types, the driver's paramstyle, executemany.
+    monkeypatch.setattr(warehouse_module, "DIALECTS", {})
+    docs = [invoice(m, c) for m in (1, 2) for c in (0, 1)]
+    load_frames(frames_of(*docs), warehouse.conn_id, schema=warehouse.schema)
+    load_frames(frames_of(*docs), warehouse.conn_id, schema=warehouse.schema)
+    costs = dict(warehouse.rows("SELECT invoice_id, cost FROM {invoices}"))
+    assert {i: as_decimal(c) for i, c in costs.items()} == {str(d["invoice_id"]): d["total"]["cost"] for d in docs}
+    amounts = [as_decimal(a) for (a,) in warehouse.rows("SELECT amount FROM {line_items}")]
+    assert sum(amounts) == sum(d["total"]["cost"] for d in docs)
+    ((fetched_at,),) = set(warehouse.rows("SELECT fetched_at FROM {invoices}"))
+    assert fetched_at.replace(tzinfo=None) == FETCHED.replace(tzinfo=None)
+
+
+@pytest.mark.parametrize(
+    ("driver", "style", "sql"),
+    [
+        ("sqlite3", "qmark", "SELECT ? || ?"),
+        ("sqlite3", "named", "SELECT :p0 || :p1"),
+        ("sqlite3", "numeric", "SELECT :1 || :2"),
+        ("psycopg2", "pyformat", "SELECT %(p0)s || %(p1)s"),
+    ],
+)
+def test_placeholders_follow_each_dbapi_paramstyle(driver: str, style: str, sql: str) -> None:
+    from airflow_provider_fastly_billing.warehouse import Params
+
+    params = Params(style)
+    assert f"SELECT {params.marks(2).replace(', ', ' || ')}" == sql
+    if driver == "sqlite3":
+        import sqlite3
+
+        conn = sqlite3.connect(":memory:")
+    else:
+        import psycopg2
+
+        from tests.conftest import postgres_available
+
+        if not postgres_available():
+            pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+        conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="test")
+    cursor = conn.cursor()
+    cursor.execute(sql, params.bind(["a", "b"]))
+    assert cursor.fetchall() == [("ab",)]
+    conn.close()
