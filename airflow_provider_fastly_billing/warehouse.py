@@ -510,9 +510,6 @@ def _connect(hook: Any, lock_timeout: float) -> Any:
 def _lock_timeout(lock_timeout: float | None, hook: Any) -> float:
     if lock_timeout is None:
         lock_timeout = float(hook.connection_extra.get("lock_timeout", LOCK_TIMEOUT))
-        # The postgres hook hands every extra to libpq, which refuses keys it does not know: this one is ours.
-        if hasattr(hook, "ignored_extra_options"):
-            hook.ignored_extra_options = {*hook.ignored_extra_options, "lock_timeout"}
     if not lock_timeout >= 0:
         raise ValueError(f"lock_timeout must be a number of seconds >= 0, got {lock_timeout!r}")
     return lock_timeout
@@ -535,7 +532,8 @@ def load_frames(
     :param schema: the schema to write into; default the connection's.
     :param table_prefix: prefix of the four table names (``fastly_invoices``...).
     :param lock_timeout: seconds to wait for concurrent loads of the same warehouse before failing;
-        default the connection extra ``lock_timeout``, else :data:`LOCK_TIMEOUT` (10 minutes).
+        default the connection extra ``lock_timeout`` (not on PostgreSQL, whose hook hands every extra
+        to libpq), else :data:`LOCK_TIMEOUT` (10 minutes).
     """
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import os
 import subprocess
@@ -137,15 +138,20 @@ def another_load(wh: Warehouse) -> Iterator[Callable[[], None]]:
 
 
 @pytest.mark.parametrize("warehouse", EVERY_WAREHOUSE, indirect=True)
-def test_a_load_waits_for_another_and_gives_up_after_lock_timeout_naming_it(warehouse: Warehouse) -> None:
+def test_a_load_waits_for_another_and_gives_up_after_lock_timeout_naming_it(warehouse: Warehouse, connect) -> None:
     waited = {
         "duckdb": r"waited 1 s \(lock_timeout\) for another process .*Could not set lock on file .*w\.duckdb",
         "sqlite": r"SQLite database .*w\.sqlite stayed locked by another writer for 1 s \(lock_timeout\)",
     }.get(warehouse.dialect, rf"another load of {warehouse.schema}\.fastly_\* held .*1 s \(lock_timeout\)")
     frames = month_frames(1)
+    # The wait is set per call, or per connection in its extra (not on PostgreSQL: its hook hands extras to libpq).
+    per_call = {"lock_timeout": 1} if warehouse.dialect == "postgres" else {}
+    conn = json.loads(os.environ[f"AIRFLOW_CONN_{warehouse.conn_id.upper()}"])
+    if not per_call:
+        connect(warehouse.conn_id, {**conn, "extra": {**conn.get("extra", {}), "lock_timeout": 1}})
     with another_load(warehouse) as release:
         with pytest.raises(TimeoutError, match=waited):
-            load_frames(frames, warehouse.conn_id, schema=warehouse.schema, lock_timeout=1)
+            load_frames(frames, warehouse.conn_id, schema=warehouse.schema, **per_call)
         threading.Timer(1.0, release).start()
         load_frames(frames, warehouse.conn_id, schema=warehouse.schema, lock_timeout=60)
     assert_exact(warehouse, {1})
