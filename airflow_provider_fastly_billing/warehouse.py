@@ -454,6 +454,7 @@ class MySQL(Dialect):
     table_options = " DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
 
     def begin(self) -> None:
+        """The session in UTC and strict mode; the transaction itself starts with the first write."""
         self.execute("SET time_zone = '+00:00', sql_mode = CONCAT_WS(',', @@sql_mode, 'STRICT_ALL_TABLES')")
 
     def lock(self) -> None:
