@@ -1,48 +1,55 @@
 """
 Loading invoice frames into any SQL warehouse behind an Airflow connection, all or nothing.
 
-:func:`load_frames` creates missing tables with exact types for the dialect, then in ONE transaction
-deletes the rows of the loads being written and inserts the new ones: re-running a month replaces it,
-and a failure anywhere leaves the warehouse as it was. DuckDB ingests the DataFrames directly,
-PostgreSQL takes them through ``COPY``, any other DB-API connection through batched ``executemany``.
-This module imports pandas; DAG files should import it only inside tasks.
+:func:`load_frames` writes through one small :class:`Dialect` per engine, chosen from the DB-API driver
+behind the connection (:data:`DIALECTS`): DuckDB, PostgreSQL, SQLite, MySQL/MariaDB, and a generic class
+for any other DB-API connection. Every load runs the same steps:
+
+1. wait for the other loads of the same tables (DuckDB: its file lock; PostgreSQL: an advisory lock;
+   SQLite: ``BEGIN IMMEDIATE``; MySQL/MariaDB: ``GET_LOCK``), bounded by ``lock_timeout``;
+2. check that existing tables of our names are ours (they have the key columns), before anything is
+   created, so a colliding ``table_prefix`` fails naming the table and leaves nothing behind;
+3. create the missing tables and add our missing columns to older ones (columns users added stay);
+4. delete the rows of the loads being written and insert the new ones BY COLUMN NAME, then commit.
+
+Where the engine has transactional DDL (DuckDB, PostgreSQL, SQLite) all of it is one transaction; MySQL
+commits DDL implicitly, so there the tables change first and the data follows in its own transaction. A
+failure anywhere leaves the data as it was. This module imports pandas; DAG files should import it only
+inside tasks.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import importlib
 import io
+import logging
+import random
 import re
-from typing import TYPE_CHECKING, Any
+import time
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 from airflow.sdk import BaseHook
 
-from airflow_provider_fastly_billing.frames import SCHEMA
+from airflow_provider_fastly_billing.frames import KEY, SCHEMA
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
     from airflow_provider_fastly_billing.frames import InvoiceFrames
 
+log = logging.getLogger(__name__)
+
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}", re.ASCII)
 BATCH_ROWS = 10_000
 COPY_ROWS = 100_000
 KEY_BATCH = 500
 NULL = "\\N"
-TYPES = {
-    "duckdb": {"string": "VARCHAR", "json": "VARCHAR", "numeric": "DECIMAL(38, 15)", "int": "BIGINT",
-               "bool": "BOOLEAN", "timestamp": "TIMESTAMPTZ"},
-    "postgres": {"string": "TEXT", "json": "TEXT", "numeric": "NUMERIC", "int": "BIGINT", "bool": "BOOLEAN",
-                 "timestamp": "TIMESTAMPTZ"},
-    # SQLite has no exact decimal type: money is stored as text with its exact digits.
-    "sqlite": {"string": "TEXT", "json": "TEXT", "numeric": "TEXT", "int": "INTEGER", "bool": "INTEGER",
-               "timestamp": "TEXT"},
-    "other": {"string": "VARCHAR(4000)", "json": "TEXT", "numeric": "DECIMAL(38, 15)", "int": "BIGINT",
-              "bool": "BOOLEAN", "timestamp": "TIMESTAMP"},
-}  # fmt: skip
+LOCK_TIMEOUT = 600.0
+"""Seconds a load waits for other loads of the same warehouse before it fails (default 10 minutes)."""
 
 
 def check_identifier(value: str | None, what: str) -> None:
@@ -51,83 +58,416 @@ def check_identifier(value: str | None, what: str) -> None:
         raise ValueError(f"{what} must be letters, digits and underscores (not starting with a digit), got {value!r}")
 
 
-def _driver(conn: Any) -> str:
-    return type(conn).__module__.split(".")[0].lstrip("_")
+def _driver(obj: Any) -> str:
+    """The top-level module of the DB-API driver an object (connection or exception) comes from."""
+    return type(obj).__module__.split(".")[0].lstrip("_")
 
 
-def dialect_of(conn: Any) -> str:
-    """``duckdb``, ``postgres``, ``sqlite`` or ``other``, from the DB-API connection's driver."""
-    dialects = {"duckdb": "duckdb", "psycopg2": "postgres", "psycopg": "postgres", "sqlite3": "sqlite"}
-    return dialects.get(_driver(conn), "other")
+def _lock_key(*parts: str) -> bytes:
+    return hashlib.blake2b(" ".join(("airflow_provider_fastly_billing", *parts)).encode(), digest_size=16).digest()
 
 
-def _placeholder(conn: Any) -> str:
-    module = importlib.import_module(_driver(conn))
-    return "?" if getattr(module, "paramstyle", "qmark") == "qmark" else "%s"
+def _lock_id(key: bytes) -> int:
+    return int.from_bytes(key[:8], "big", signed=True)
 
 
-class Target:
-    """Where and how to write: the connection, its dialect and the qualified table names."""
+class Tables:
+    """The four qualified table names of one ``schema`` and ``table_prefix``."""
 
-    def __init__(self, conn: Any, schema: str | None, table_prefix: str) -> None:
-        self.conn = conn
-        self.dialect = dialect_of(conn)
-        self.schema = schema
-        self.placeholder = _placeholder(conn)
-        self.tables = {name: f"{schema + '.' if schema else ''}{table_prefix}{name}" for name in SCHEMA}
-        # A DuckDB cursor is a second connection with its own transaction: use the connection itself.
-        self.cursor = conn if self.dialect == "duckdb" else conn.cursor()
+    def __init__(self, schema: str | None, prefix: str) -> None:
+        self.schema, self.prefix = schema, prefix
 
-    def create_tables(self) -> None:
-        """Create the schema and any missing table; committed on its own, before the data."""
-        cursor = self.cursor
-        if self.schema and self.dialect in ("duckdb", "postgres"):
-            cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
-        types = TYPES[self.dialect]
-        for name, columns in SCHEMA.items():
-            body = ", ".join(f"{column} {types[kind]}" for column, kind in columns.items())
-            key = ", PRIMARY KEY (load_key)" if name == "invoices" else ""
-            cursor.execute(f"CREATE TABLE IF NOT EXISTS {self.tables[name]} ({body}{key})")
-        self.conn.commit()
+    def name(self, table: str) -> str:
+        return f"{self.prefix}{table}"
+
+    def qualified(self, table: str) -> str:
+        return f"{self.schema + '.' if self.schema else ''}{self.prefix}{table}"
+
+    def lock_key(self) -> bytes:
+        """The same bytes for every load of these tables: what concurrent loads wait on."""
+        return _lock_key(*sorted(self.qualified(t).lower() for t in SCHEMA))
+
+    def lock_id(self) -> int:
+        """:meth:`lock_key` as a PostgreSQL advisory lock id (a signed 64-bit integer)."""
+        return _lock_id(self.lock_key())
+
+    def lock_name(self) -> str:
+        """:meth:`lock_key` as a MySQL ``GET_LOCK`` name (at most 64 characters)."""
+        return f"fastly_billing_{self.lock_key().hex()}"
+
+
+class Params:
+    """Placeholders and parameters in the driver's own DB-API ``paramstyle``."""
+
+    MARKS: ClassVar[dict[str, str]] = {
+        "qmark": "?",
+        "format": "%s",
+        "numeric": ":{n}",
+        "named": ":p{i}",
+        "pyformat": "%(p{i})s",
+    }
+    FROM_HOOK: ClassVar[dict[str, str]] = {"?": "qmark", "%s": "format"}
+
+    def __init__(self, style: str) -> None:
+        if style not in self.MARKS:
+            raise TypeError(f"unsupported DB-API paramstyle {style!r}")
+        self.style = style
+        self.named = style in ("named", "pyformat")
+
+    @classmethod
+    def of(cls, hook: Any, conn: Any) -> Params:
+        """The driver's ``paramstyle`` (the module of its connection class, or a parent package's), else the hook's."""
+        path = type(conn).__module__.split(".")
+        for end in range(len(path), 0, -1):
+            with contextlib.suppress(ImportError):
+                style = getattr(importlib.import_module(".".join(path[:end])), "paramstyle", None)
+                if style:
+                    return cls(style)
+        placeholder = getattr(hook, "placeholder", None)
+        if placeholder not in cls.FROM_HOOK:
+            raise TypeError(
+                f"cannot tell the placeholder of {type(conn).__module__}: no paramstyle, hook says {placeholder!r}"
+            )
+        return cls(cls.FROM_HOOK[placeholder])
+
+    def marks(self, count: int) -> str:
+        return ", ".join(self.MARKS[self.style].format(i=i, n=i + 1) for i in range(count))
+
+    def bind(self, row: Sequence[Any]) -> Sequence[Any] | dict[str, Any]:
+        return {f"p{i}": v for i, v in enumerate(row)} if self.named else tuple(row)
+
+
+class Dialect:
+    """
+    Any DB-API connection: portable types, batched ``executemany``, the driver's own placeholder.
+
+    There is no portable lock, so concurrent loads of the same tables through this class may conflict:
+    serialize them (an Airflow pool) or add a dialect for the engine.
+
+    :param hook: the connection's common-sql hook, resolved once by :func:`load_frames`.
+    :param conn: its open DB-API connection.
+    :param tables: the tables to write.
+    :param lock_timeout: seconds to wait for other loads of the same tables.
+    """
+
+    types: ClassVar[dict[str, str]] = {
+        "key": "VARCHAR(255)",
+        "string": "VARCHAR(4000)",
+        "json": "TEXT",
+        "numeric": "DECIMAL(38, 15)",
+        "int": "BIGINT",
+        "bool": "BOOLEAN",
+        "timestamp": "TIMESTAMP",
+    }
+    creates_schema = False
+    current_schema: str | None = None
+    """SQL naming the schema unqualified tables land in, to look them up in ``information_schema``."""
+    table_options = ""
+
+    def __init__(self, hook: Any, conn: Any, tables: Tables, lock_timeout: float) -> None:
+        self.hook, self.conn, self.tables, self.lock_timeout = hook, conn, tables, lock_timeout
+        self.params = Params.of(hook, conn)
+        self.cursor = self.open_cursor()
+
+    def open_cursor(self) -> Any:
+        return self.conn.cursor()
+
+    @classmethod
+    def busy(cls, exc: Exception) -> bool:
+        """Whether a failed connect means another process holds the database (worth waiting for)."""
+        return False
+
+    def begin(self) -> None:
+        """Start the load's transaction (DB-API: implicitly, with the first statement)."""
+
+    def lock(self) -> None:
+        """Wait, at most ``lock_timeout``, until no other load writes these tables."""
+
+    def release(self) -> None:
+        """Release what :meth:`lock` took, when the transaction's end does not."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        if params:
+            self.cursor.execute(sql, self.params.bind(params))
+        else:
+            self.cursor.execute(sql)
+        return self.cursor
+
+    def columns(self, table: str) -> set[str]:
+        """The lower-case column names of an existing table; empty when there is none."""
+        where, values = ["LOWER(table_name) = LOWER({})"], [self.tables.name(table)]
+        if self.tables.schema:
+            where.append("LOWER(table_schema) = LOWER({})")
+            values.append(self.tables.schema)
+        elif self.current_schema:
+            where.append(f"table_schema = {self.current_schema}")
+        marks = self.params.marks(len(values)).split(", ")
+        sql = "SELECT column_name FROM information_schema.columns WHERE " + " AND ".join(where).format(*marks)
+        return {str(name).lower() for (name,) in self.execute(sql, values).fetchall()}
+
+    def column_type(self, column: str, kind: str) -> str:
+        return self.types["key" if column in KEY else kind]
+
+    def create_table(self, table: str) -> None:
+        body = ", ".join(f"{c} {self.column_type(c, kind)}" for c, kind in SCHEMA[table].items())
+        key = ", PRIMARY KEY (load_key)" if table == "invoices" else ""
+        self.execute(f"CREATE TABLE {self.tables.qualified(table)} ({body}{key}){self.table_options}")
+
+    def add_column(self, table: str, column: str) -> None:
+        kind = SCHEMA[table][column]
+        self.execute(f"ALTER TABLE {self.tables.qualified(table)} ADD COLUMN {column} {self.column_type(column, kind)}")
+
+    def prepare(self) -> None:
+        """Refuse tables of our names that are not ours, then create what is missing; nothing before the check."""
+        existing = {table: self.columns(table) for table in SCHEMA}
+        foreign = {
+            t: [c for c in KEY if c not in cols] for t, cols in existing.items() if cols and not cols >= KEY.keys()
+        }
+        if foreign:
+            lacks = "; ".join(f"{self.tables.qualified(t)} lacks {', '.join(cols)}" for t, cols in foreign.items())
+            raise ValueError(
+                f"tables of these names exist but are not this provider's ({lacks}): choose another "
+                "table_prefix or schema; nothing was created or written"
+            )
+        if self.tables.schema and self.creates_schema and not any(existing.values()):
+            self.execute(f"CREATE SCHEMA IF NOT EXISTS {self.tables.schema}")
+        for table, columns in existing.items():
+            if not columns:
+                self.create_table(table)
+                continue
+            missing = [c for c in SCHEMA[table] if c not in columns]
+            for column in missing:
+                self.add_column(table, column)
+            if missing:
+                log.info("Added columns %s to %s", ", ".join(missing), self.tables.qualified(table))
 
     def delete(self, load_keys: Sequence[str]) -> None:
-        cursor = self.cursor
         for start in range(0, len(load_keys), KEY_BATCH):
             batch = list(load_keys[start : start + KEY_BATCH])
-            marks = ", ".join([self.placeholder] * len(batch))
-            for table in self.tables.values():
-                cursor.execute(f"DELETE FROM {table} WHERE load_key IN ({marks})", batch)
+            for table in SCHEMA:
+                sql = f"DELETE FROM {self.tables.qualified(table)} WHERE load_key IN ({self.params.marks(len(batch))})"
+                self.execute(sql, batch)
 
-    def insert(self, name: str, frame: pd.DataFrame) -> None:
-        if frame.empty:
-            return
-        {"duckdb": self._insert_duckdb, "postgres": self._insert_copy}.get(self.dialect, self._insert_rows)(name, frame)
+    def insert(self, table: str, frame: pd.DataFrame) -> None:
+        columns = list(SCHEMA[table])
+        marks = self.params.marks(len(columns))
+        sql = f"INSERT INTO {self.tables.qualified(table)} ({', '.join(columns)}) VALUES ({marks})"
+        bind = self.params.bind
+        for batch in self.row_batches(table, frame):
+            self.cursor.executemany(sql, [bind(row) for row in batch] if self.params.named else batch)
 
-    def _insert_duckdb(self, name: str, frame: pd.DataFrame) -> None:
-        types = TYPES["duckdb"]
-        select = ", ".join(f"CAST({c} AS {types[k]})" for c, k in SCHEMA[name].items())
-        self.conn.from_df(_decimals_as_text(frame, name)).project(select).insert_into(self.tables[name])
+    def timestamps(self, series: pd.Series) -> list[Any]:
+        """UTC as naive datetimes: what a TIMESTAMP/DATETIME column holds whatever the session's time zone."""
+        return _datetimes(series.dt.tz_convert("UTC").dt.tz_localize(None))
 
-    def _insert_copy(self, name: str, frame: pd.DataFrame) -> None:
-        sql = f"COPY {self.tables[name]} ({', '.join(SCHEMA[name])}) FROM STDIN WITH (FORMAT csv, NULL '{NULL}')"
-        cursor = self.cursor
+    def money(self, series: pd.Series) -> list[Any]:
+        return list(series)
+
+    def row_batches(self, table: str, frame: pd.DataFrame) -> Iterator[list[tuple]]:
+        """Rows as DB-API parameters, in :data:`SCHEMA` column order: nulls as ``None``."""
+        converted: list[list[Any]] = []
+        for column, kind in SCHEMA[table].items():
+            series = frame[column]
+            if kind == "timestamp":
+                converted.append(self.timestamps(series))
+            elif kind in ("int", "bool"):
+                cast = int if kind == "int" else bool
+                converted.append([None if v is pd.NA else cast(v) for v in series.astype(object)])
+            elif kind == "numeric":
+                converted.append(self.money(series))
+            else:
+                converted.append(list(series))
+        rows = list(zip(*converted, strict=True))
+        for start in range(0, len(rows), BATCH_ROWS):
+            yield rows[start : start + BATCH_ROWS]
+
+
+def _datetimes(series: pd.Series) -> list[Any]:
+    return [None if v is pd.NaT else v.to_pydatetime() for v in series.astype(object)]
+
+
+class DuckDB(Dialect):
+    """
+    DuckDB: DataFrames ingested in bulk, by column name; DDL and data in one transaction.
+
+    DuckDB lets one process open a database file for writing: a load that finds the file locked by
+    another process waits, with jittered retries, up to ``lock_timeout``. A DuckDB file serves the
+    processes of ONE machine: workers on other machines need a server database.
+    """
+
+    types: ClassVar[dict[str, str]] = {
+        "key": "VARCHAR",
+        "string": "VARCHAR",
+        "json": "VARCHAR",
+        "numeric": "DECIMAL(38, 15)",
+        "int": "BIGINT",
+        "bool": "BOOLEAN",
+        "timestamp": "TIMESTAMPTZ",
+    }
+    creates_schema = True
+    current_schema = "current_schema()"
+
+    def open_cursor(self) -> Any:
+        # A DuckDB cursor is a second connection with its own transaction: use the connection itself.
+        return self.conn
+
+    @classmethod
+    def busy(cls, exc: Exception) -> bool:
+        return "Could not set lock on file" in str(exc)
+
+    def begin(self) -> None:
+        self.conn.begin()
+
+    def insert(self, table: str, frame: pd.DataFrame) -> None:
+        columns = SCHEMA[table]
+        view = f"fastly_billing_frame_{table}"
+        select = ", ".join(f"CAST({c} AS {self.column_type(c, k)})" for c, k in columns.items())
+        # On failure the view goes with the connection; unregistering inside an aborted transaction would fail.
+        self.conn.register(view, _decimals_as_text(frame, table))
+        self.conn.execute(
+            f"INSERT INTO {self.tables.qualified(table)} ({', '.join(columns)}) SELECT {select} FROM {view}"
+        )
+        self.conn.unregister(view)
+
+
+class PostgreSQL(Dialect):
+    """
+    PostgreSQL: rows through ``COPY`` with an explicit column list; DDL and data in one transaction.
+
+    The transaction starts with ``pg_advisory_xact_lock`` on a key of the qualified table set (and, while
+    the schema does not exist yet, on one of the schema), so concurrent loads of the same or different
+    months wait for each other instead of colliding on the catalog or the primary key.
+    ``lock_timeout`` bounds the wait (``SET LOCAL lock_timeout``).
+    """
+
+    types: ClassVar[dict[str, str]] = {
+        "key": "TEXT",
+        "string": "TEXT",
+        "json": "TEXT",
+        "numeric": "NUMERIC",
+        "int": "BIGINT",
+        "bool": "BOOLEAN",
+        "timestamp": "TIMESTAMPTZ",
+    }
+    creates_schema = True
+    current_schema = "current_schema()"
+
+    def lock(self) -> None:
+        self.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
+        schema = self.tables.schema
+        try:
+            # CREATE SCHEMA IF NOT EXISTS races on the catalog: loads into a new schema take its key first.
+            exists = f"SELECT 1 FROM pg_namespace WHERE nspname = LOWER({self.params.marks(1)})"
+            if schema and not self.execute(exists, [schema]).fetchall():
+                self._advisory(_lock_id(_lock_key("schema", schema.lower())))
+            self._advisory(self.tables.lock_id())
+        except Exception as exc:
+            if getattr(exc, "pgcode", None) == "55P03" or getattr(exc, "sqlstate", None) == "55P03":
+                raise TimeoutError(
+                    f"another load of {self.tables.qualified('*')} held its lock for more than "
+                    f"{self.lock_timeout:g} s (lock_timeout)"
+                ) from exc
+            raise
+
+    def _advisory(self, lock_id: int) -> None:
+        self.execute(f"SELECT pg_advisory_xact_lock({self.params.marks(1)})", [lock_id])
+
+    def insert(self, table: str, frame: pd.DataFrame) -> None:
+        columns = list(SCHEMA[table])
+        if list(frame.columns) != columns:
+            frame = frame[columns]
+        sql = f"COPY {self.tables.qualified(table)} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, NULL '{NULL}')"
         for start in range(0, len(frame), COPY_ROWS):
             text = frame.iloc[start : start + COPY_ROWS].to_csv(
                 index=False, header=False, na_rep=NULL, quoting=csv.QUOTE_MINIMAL, date_format="%Y-%m-%dT%H:%M:%S.%f%z"
             )
-            if hasattr(cursor, "copy_expert"):
-                cursor.copy_expert(sql, io.StringIO(text))
+            if hasattr(self.cursor, "copy_expert"):
+                self.cursor.copy_expert(sql, io.StringIO(text))
             else:
-                with cursor.copy(sql) as copy:
+                with self.cursor.copy(sql) as copy:
                     copy.write(text)
 
-    def _insert_rows(self, name: str, frame: pd.DataFrame) -> None:
-        columns = list(SCHEMA[name])
-        marks = ", ".join([self.placeholder] * len(columns))
-        sql = f"INSERT INTO {self.tables[name]} ({', '.join(columns)}) VALUES ({marks})"
-        cursor = self.cursor
-        for batch in _row_batches(frame, name, text_money=self.dialect == "sqlite"):
-            cursor.executemany(sql, batch)
+
+class SQLite(Dialect):
+    """
+    SQLite: money as text with its exact digits (SQLite has no exact decimal), times as ISO 8601 text.
+
+    The transaction is ``BEGIN IMMEDIATE`` under a busy timeout of ``lock_timeout``: a load waits for the
+    one writing instead of failing with ``database is locked``. DDL and data are one transaction.
+    """
+
+    types: ClassVar[dict[str, str]] = {
+        "key": "TEXT",
+        "string": "TEXT",
+        "json": "TEXT",
+        "numeric": "TEXT",
+        "int": "INTEGER",
+        "bool": "INTEGER",
+        "timestamp": "TEXT",
+    }
+
+    def begin(self) -> None:
+        self.execute(f"PRAGMA busy_timeout = {int(self.lock_timeout * 1000)}")
+        try:
+            self.execute("BEGIN IMMEDIATE")
+        except Exception as exc:
+            if "locked" in str(exc):
+                raise TimeoutError(
+                    f"the SQLite database {self.hook.connection.host} stayed locked by another writer for "
+                    f"{self.lock_timeout:g} s (lock_timeout)"
+                ) from exc
+            raise
+
+    def columns(self, table: str) -> set[str]:
+        schema = f"{self.tables.schema}." if self.tables.schema else ""
+        return {row[1].lower() for row in self.execute(f"PRAGMA {schema}table_info({self.tables.name(table)})")}
+
+    def timestamps(self, series: pd.Series) -> list[Any]:
+        return [None if v is None else v.isoformat() for v in _datetimes(series)]
+
+    def money(self, series: pd.Series) -> list[Any]:
+        return [None if v is None else str(v) for v in series]
+
+
+class MySQL(Dialect):
+    """
+    MySQL and MariaDB: bounded keys, exact DECIMAL, DATETIME(6) in UTC, LONGTEXT JSON.
+
+    Key columns are ``VARCHAR(255)`` with a binary collation (the primary key must fit InnoDB's 3072-byte
+    limit; customer ids are case-sensitive); other text is ``TEXT``/``LONGTEXT``, off the row-size limit.
+    The session runs in UTC and in strict mode, so a value that does not fit is an error, not a truncation.
+    MySQL commits DDL implicitly, so a load holds ``GET_LOCK`` (a session lock, named from the table set,
+    waiting up to ``lock_timeout``) across the DDL and the data transaction, and releases it at the end.
+    """
+
+    types: ClassVar[dict[str, str]] = {
+        "key": "VARCHAR(255)",
+        "string": "TEXT",
+        "json": "LONGTEXT",
+        "numeric": "DECIMAL(38, 15)",
+        "int": "BIGINT",
+        "bool": "BOOLEAN",
+        "timestamp": "DATETIME(6)",
+    }
+    creates_schema = True
+    current_schema = "DATABASE()"
+    table_options = " DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+
+    def begin(self) -> None:
+        """The session in UTC and strict mode; the transaction itself starts with the first write."""
+        self.execute("SET time_zone = '+00:00', sql_mode = CONCAT_WS(',', @@sql_mode, 'STRICT_ALL_TABLES')")
+
+    def lock(self) -> None:
+        sql = f"SELECT GET_LOCK({self.params.marks(2)})"
+        ((got,),) = self.execute(sql, [self.tables.lock_name(), int(self.lock_timeout)]).fetchall()
+        if got != 1:
+            raise TimeoutError(
+                f"another load of {self.tables.qualified('*')} held lock {self.tables.lock_name()} for more than "
+                f"{self.lock_timeout:g} s (lock_timeout)"
+            )
+
+    def release(self) -> None:
+        self.execute(f"SELECT RELEASE_LOCK({self.params.marks(1)})", [self.tables.lock_name()]).fetchall()
 
 
 def _decimals_as_text(frame: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -136,38 +476,65 @@ def _decimals_as_text(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     return frame.assign(**{c: [None if v is None else str(v) for v in frame[c]] for c in numeric})
 
 
-def _row_batches(frame: pd.DataFrame, name: str, *, text_money: bool) -> Iterator[list[tuple]]:
-    """Rows as DB-API parameters: nulls as ``None``, timestamps as datetimes or ISO text."""
-    kinds = SCHEMA[name]
-    converted: dict[str, list[Any]] = {}
-    for column, kind in kinds.items():
-        series = frame[column]
-        if kind == "timestamp":
-            values = [None if v is None or v != v else v.to_pydatetime() for v in series.astype(object)]
-            converted[column] = [None if v is None else v.isoformat() for v in values] if text_money else values
-        elif kind in ("int", "bool"):
-            cast = int if kind == "int" else bool
-            converted[column] = [None if v is pd.NA else cast(v) for v in series.astype(object)]
-        elif kind == "numeric" and text_money:
-            converted[column] = [None if v is None else str(v) for v in series]
-        else:
-            converted[column] = list(series)
-    rows = list(zip(*converted.values(), strict=False))
-    for start in range(0, len(rows), BATCH_ROWS):
-        yield rows[start : start + BATCH_ROWS]
+DIALECTS: dict[str, type[Dialect]] = {
+    "duckdb": DuckDB,
+    "psycopg2": PostgreSQL,
+    "psycopg": PostgreSQL,
+    "sqlite3": SQLite,
+    "MySQLdb": MySQL,
+    "mysql": MySQL,
+}
+"""The dialect of each DB-API driver (the top-level module of its connection class); others get :class:`Dialect`."""
+
+
+def _connect(hook: Any, lock_timeout: float) -> Any:
+    """The hook's connection; while the driver says another process holds the database, retry (jittered, bounded)."""
+    deadline = time.monotonic() + lock_timeout
+    delay = 0.05
+    while True:
+        try:
+            return hook.get_conn()
+        except Exception as exc:
+            if not DIALECTS.get(_driver(exc), Dialect).busy(exc):
+                raise
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(
+                    f"waited {lock_timeout:g} s (lock_timeout) for another process to release the database: {exc}"
+                ) from exc
+            if delay == 0.05:
+                log.info("Database in use by another process; waiting up to %g s: %s", lock_timeout, exc)
+            time.sleep(min(left, random.uniform(delay / 2, delay)))
+            delay = min(delay * 2, 1.0)
+
+
+def _lock_timeout(lock_timeout: float | None, hook: Any) -> float:
+    if lock_timeout is None:
+        lock_timeout = float(hook.connection_extra.get("lock_timeout", LOCK_TIMEOUT))
+    if not lock_timeout >= 0:
+        raise ValueError(f"lock_timeout must be a number of seconds >= 0, got {lock_timeout!r}")
+    return lock_timeout
 
 
 def load_frames(
-    frames: InvoiceFrames, conn_id: str, *, schema: str | None = None, table_prefix: str = "fastly_"
+    frames: InvoiceFrames,
+    conn_id: str,
+    *,
+    schema: str | None = None,
+    table_prefix: str = "fastly_",
+    lock_timeout: float | None = None,
 ) -> dict[str, int]:
     """
     Write ``frames`` into the warehouse of ``conn_id``, replacing the loads they hold; return rows per table.
 
     :param frames: the tables, from :func:`~airflow_provider_fastly_billing.frames.invoice_to_frames`.
     :param conn_id: an Airflow connection whose hook is a common-sql ``DbApiHook`` (DuckDB, PostgreSQL,
-        SQLite, or any other).
+        SQLite, MySQL/MariaDB, or any other).
     :param schema: the schema to write into; default the connection's.
     :param table_prefix: prefix of the four table names (``fastly_invoices``...).
+    :param lock_timeout: seconds to wait for concurrent loads of the same warehouse before failing;
+        default the connection extra ``lock_timeout`` (not on PostgreSQL, whose hook hands every extra
+        to libpq), else :data:`LOCK_TIMEOUT` (10 minutes).
     """
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
@@ -176,27 +543,32 @@ def load_frames(
     hook = BaseHook.get_hook(conn_id)
     if not isinstance(hook, DbApiHook):
         raise TypeError(f"connection {conn_id!r} is not a SQL database connection ({type(hook).__name__})")
-    conn = hook.get_conn()
+    timeout = _lock_timeout(lock_timeout, hook)
+    conn = _connect(hook, timeout)
     try:
-        target = Target(conn, schema, table_prefix)
-        target.create_tables()
-        _replace(target, frames)
+        dialect = DIALECTS.get(_driver(conn), Dialect)(hook, conn, Tables(schema, table_prefix), timeout)
+        _replace(dialect, frames)
     finally:
         conn.close()
     return {name: len(frame) for name, frame in frames.tables.items()}
 
 
-def _replace(target: Target, frames: InvoiceFrames) -> None:
-    """Delete the loads' old rows and insert the new ones in one transaction; roll back on any failure."""
-    if target.dialect == "duckdb":
-        target.conn.begin()
+def _replace(dialect: Dialect, frames: InvoiceFrames) -> None:
+    """Lock, prepare the tables, delete the loads' old rows and insert the new ones; roll back on any failure."""
     try:
-        target.delete(frames.load_keys)
+        dialect.begin()
+        dialect.lock()
+        dialect.prepare()
+        dialect.delete(frames.load_keys)
         for name, frame in frames.tables.items():
-            target.insert(name, frame)
-        target.conn.commit()
+            if not frame.empty:
+                dialect.insert(name, frame)
+        dialect.conn.commit()
     except BaseException:
         # A dropped connection cannot roll back, but its server already has: keep the original error.
         with contextlib.suppress(Exception):
-            target.conn.rollback()
+            dialect.conn.rollback()
         raise
+    finally:
+        with contextlib.suppress(Exception):
+            dialect.release()

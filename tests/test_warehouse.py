@@ -15,12 +15,14 @@ from airflow_provider_fastly_billing.hooks.billing import parse_json
 from airflow_provider_fastly_billing.testing import FastlySimulator
 from airflow_provider_fastly_billing.testing.simulator import to_json
 from airflow_provider_fastly_billing.warehouse import load_frames
+from tests.conftest import EVERY_WAREHOUSE
 
 if TYPE_CHECKING:
     from tests.conftest import Warehouse
 
 FETCHED = datetime(2026, 11, 2, 8, 30, tzinfo=timezone.utc)
 SIM = FastlySimulator(account_customers=3)
+every_warehouse = pytest.mark.parametrize("warehouse", EVERY_WAREHOUSE, indirect=True)
 
 
 def invoice(month: int, customer: int = 0) -> dict:
@@ -41,6 +43,7 @@ def as_decimal(value) -> Decimal:
     return Decimal(str(value))
 
 
+@every_warehouse
 def test_sums_read_back_match_the_invoice_totals_to_the_cent(warehouse: Warehouse) -> None:
     docs = [invoice(m, c) for m in (1, 2, 3) for c in (0, 1)]
     rows = load_frames(frames_of(*docs), warehouse.conn_id, schema=warehouse.schema)
@@ -57,6 +60,7 @@ def test_sums_read_back_match_the_invoice_totals_to_the_cent(warehouse: Warehous
     assert costs == {str(d["invoice_id"]): d["total"]["cost"] for d in docs}
 
 
+@every_warehouse
 def test_loading_the_same_month_twice_gives_the_same_rows(warehouse: Warehouse) -> None:
     load_frames(frames_of(invoice(5)), warehouse.conn_id, schema=warehouse.schema)
     first = everything(warehouse)
@@ -65,6 +69,7 @@ def test_loading_the_same_month_twice_gives_the_same_rows(warehouse: Warehouse) 
     assert warehouse.rows("SELECT COUNT(*) FROM {invoices}") == [(1,)]
 
 
+@every_warehouse
 def test_a_failed_load_leaves_the_warehouse_as_it_was(warehouse: Warehouse) -> None:
     load_frames(frames_of(invoice(6), invoice(7)), warehouse.conn_id, schema=warehouse.schema)
     before = everything(warehouse)
@@ -79,6 +84,7 @@ def test_a_failed_load_leaves_the_warehouse_as_it_was(warehouse: Warehouse) -> N
     assert everything(warehouse) == before
 
 
+@every_warehouse
 def test_a_new_unknown_field_is_loaded_and_kept(warehouse: Warehouse) -> None:
     doc = invoice(9)
     doc["line_items"][0]["carbon_grams"] = Decimal("12.5")
@@ -90,6 +96,7 @@ def test_a_new_unknown_field_is_loaded_and_kept(warehouse: Warehouse) -> None:
     assert json.loads(raw)["fastly_new_section"] == {"a": [1, 2]}
 
 
+@every_warehouse
 def test_estimates_and_invoices_live_side_by_side(warehouse: Warehouse) -> None:
     estimate = parse_json(to_json(SIM.estimate(SIM.customer_id, 2025, 9)))
     load_frames(frames_of(invoice(9)), warehouse.conn_id, schema=warehouse.schema)
@@ -119,6 +126,7 @@ def test_a_connection_that_is_not_sql_is_refused(connect) -> None:
         load_frames(frames_of(invoice(1)), "not_sql")
 
 
+@every_warehouse
 def test_real_answer_with_string_amounts_loads_exactly(warehouse: Warehouse) -> None:
     from pathlib import Path
 
@@ -128,3 +136,54 @@ def test_real_answer_with_string_amounts_loads_exactly(warehouse: Warehouse) -> 
     assert sum(amounts) == Decimal("575.26")
     (units,) = warehouse.rows("SELECT units FROM {line_items} WHERE line_number = 6")[0]
     assert as_decimal(units) == Decimal("143.656927205")
+
+
+@pytest.mark.parametrize("warehouse", ["postgres", "mariadb_connector"], indirect=True)
+def test_the_generic_dbapi_path_loads_exactly_into_a_real_engine(
+    warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_fastly_billing import warehouse as warehouse_module
+
+    # As for an engine without a dialect of its own: portable types, the driver's paramstyle, executemany.
+    monkeypatch.setattr(warehouse_module, "DIALECTS", {})
+    docs = [invoice(m, c) for m in (1, 2) for c in (0, 1)]
+    load_frames(frames_of(*docs), warehouse.conn_id, schema=warehouse.schema)
+    load_frames(frames_of(*docs), warehouse.conn_id, schema=warehouse.schema)
+    costs = dict(warehouse.rows("SELECT invoice_id, cost FROM {invoices}"))
+    assert {i: as_decimal(c) for i, c in costs.items()} == {str(d["invoice_id"]): d["total"]["cost"] for d in docs}
+    amounts = [as_decimal(a) for (a,) in warehouse.rows("SELECT amount FROM {line_items}")]
+    assert sum(amounts) == sum(d["total"]["cost"] for d in docs)
+    ((fetched_at,),) = set(warehouse.rows("SELECT fetched_at FROM {invoices}"))
+    assert fetched_at.replace(tzinfo=None) == FETCHED.replace(tzinfo=None)
+
+
+@pytest.mark.parametrize(
+    ("driver", "style", "sql"),
+    [
+        ("sqlite3", "qmark", "SELECT ? || ?"),
+        ("sqlite3", "named", "SELECT :p0 || :p1"),
+        ("sqlite3", "numeric", "SELECT :1 || :2"),
+        ("psycopg2", "pyformat", "SELECT %(p0)s || %(p1)s"),
+    ],
+)
+def test_placeholders_follow_each_dbapi_paramstyle(driver: str, style: str, sql: str) -> None:
+    from airflow_provider_fastly_billing.warehouse import Params
+
+    params = Params(style)
+    assert f"SELECT {params.marks(2).replace(', ', ' || ')}" == sql
+    if driver == "sqlite3":
+        import sqlite3
+
+        conn = sqlite3.connect(":memory:")
+    else:
+        import psycopg2
+
+        from tests.conftest import postgres_available
+
+        if not postgres_available():
+            pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+        conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="test")
+    cursor = conn.cursor()
+    cursor.execute(sql, params.bind(["a", "b"]))
+    assert cursor.fetchall() == [("ab",)]
+    conn.close()

@@ -13,6 +13,7 @@ from airflow_provider_fastly_billing.hooks.billing import parse_json
 from airflow_provider_fastly_billing.testing import FastlySimulator
 from airflow_provider_fastly_billing.testing.simulator import to_json
 from airflow_provider_fastly_billing.warehouse import load_frames
+from tests.conftest import EVERY_WAREHOUSE
 from tests.dagrun import run_dag
 
 if TYPE_CHECKING:
@@ -50,6 +51,10 @@ def poison(wh: Warehouse, how: str) -> None:
         "END $$ LANGUAGE plpgsql; CREATE TRIGGER boom BEFORE INSERT ON {line_items} "
         "FOR EACH ROW EXECUTE FUNCTION {schema}.boom()",
     }
+    statements[("mariadb", "constraint")] = statements[("mariadb_connector", "constraint")] = (
+        "CREATE TRIGGER boom BEFORE INSERT ON {line_items} FOR EACH ROW BEGIN IF NEW.description = 'BOOM' THEN "
+        "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'constraint violated: BOOM'; END IF; END"
+    )
     sql = statements[(wh.dialect, how)].replace("{schema}", wh.schema or "")
     from airflow.sdk import BaseHook
 
@@ -64,6 +69,8 @@ def unpoison(wh: Warehouse, how: str) -> None:
         ("sqlite", "constraint"): "DROP TRIGGER boom",
         ("postgres", "constraint"): "ALTER TABLE {line_items} DROP CONSTRAINT no_boom",
         ("postgres", "drop"): "DROP TRIGGER boom ON {line_items}",
+        ("mariadb", "constraint"): "DROP TRIGGER boom",
+        ("mariadb_connector", "constraint"): "DROP TRIGGER boom",
     }[(wh.dialect, how)]
     from airflow.sdk import BaseHook
 
@@ -74,9 +81,16 @@ def unpoison(wh: Warehouse, how: str) -> None:
 
 
 # DuckDB has neither triggers nor added CHECK constraints: its mid-load failure is the duplicate-key test below.
+# MariaDB commits DDL before the data transaction: the failure comes after it, in the rows.
 @pytest.mark.parametrize(
     ("warehouse", "how"),
-    [("sqlite", "constraint"), ("postgres", "constraint"), ("postgres", "drop")],
+    [
+        ("sqlite", "constraint"),
+        ("postgres", "constraint"),
+        ("postgres", "drop"),
+        ("mariadb", "constraint"),
+        ("mariadb_connector", "constraint"),
+    ],
     indirect=["warehouse"],
 )
 def test_failure_mid_load_rolls_back_and_a_rerun_matches_a_clean_run(
@@ -104,21 +118,13 @@ def clean_run(wh: Warehouse, connect, tmp_path, *loads: InvoiceFrames) -> dict[s
             "sqlite", connect("wh_clean", {"conn_type": "sqlite", "host": str(tmp_path / "c.sqlite")}), None
         )
     else:
-        clean = type(wh)(wh.dialect, wh.conn_id, f"{wh.schema}_clean")
-    try:
-        for frames_ in loads:
-            load_frames(frames_, clean.conn_id, schema=clean.schema)
-        return snapshot(clean)
-    finally:
-        if clean.schema:
-            from airflow.sdk import BaseHook
-
-            conn = BaseHook.get_hook(clean.conn_id).get_conn()
-            conn.cursor().execute(f"DROP SCHEMA {clean.schema} CASCADE")
-            conn.commit()
-            conn.close()
+        clean = wh.sibling("clean")
+    for frames_ in loads:
+        load_frames(frames_, clean.conn_id, schema=clean.schema)
+    return snapshot(clean)
 
 
+@pytest.mark.parametrize("warehouse", EVERY_WAREHOUSE, indirect=True)
 def test_duplicate_key_mid_load_keeps_earlier_data(warehouse: Warehouse) -> None:
     load_frames(frames(1), warehouse.conn_id, schema=warehouse.schema)
     before = snapshot(warehouse)
