@@ -635,7 +635,17 @@ INVOICE_DETAIL_COLUMNS = (
 )
 
 
-def to_focus_invoice_detail(frames: InvoiceFrames, *, account_names: Mapping[str, str] | None = None) -> pd.DataFrame:
+INVOICE_DETAIL_TIMESTAMPS = (
+    "BillingPeriodEnd",
+    "BillingPeriodStart",
+    "InvoiceDetailCreated",
+    "InvoiceDetailLastUpdated",
+    "InvoiceIssueDate",
+    "PaymentDueDate",
+)
+
+
+def to_focus_invoice_detail(frames: InvoiceFrames) -> pd.DataFrame:
     """
     FOCUS 1.4 Invoice Detail: one row per line of every issued invoice, the lines the Cost and Usage rows of
     :func:`to_focus` (``version="1.4"``) point to with ``InvoiceDetailId``.
@@ -645,9 +655,8 @@ def to_focus_invoice_detail(frames: InvoiceFrames, *, account_names: Mapping[str
     ``NetN`` terms and the issue date. An unsent (``Pending``) invoice is ``Open``, any other ``Issued``.
 
     :param frames: the invoices' frames; estimates are left out (they are no invoice).
-    :param account_names: as for :func:`to_focus` (unused by this dataset, accepted for symmetry).
     """
-    cau = to_focus(frames, version="1.4", account_names=account_names)
+    cau = to_focus(frames, version="1.4")
     issued = _issue_dates(frames)
     terms = dict(zip(frames.invoices["load_key"], frames.invoices["terms"], strict=True))
     rows = []
@@ -681,21 +690,11 @@ def to_focus_invoice_detail(frames: InvoiceFrames, *, account_names: Mapping[str
             }
         )
     frame = pd.DataFrame(rows, columns=[*INVOICE_DETAIL_COLUMNS, "x_FastlyLoadKey"])
-    for name in ("InvoiceDetailCreated", "InvoiceDetailLastUpdated", "InvoiceIssueDate", "PaymentDueDate"):
+    for name in INVOICE_DETAIL_TIMESTAMPS:
         frame[name] = pd.to_datetime(frame[name], utc=True).astype("datetime64[us, UTC]")
-    for name in ("BillingPeriodEnd", "BillingPeriodStart"):
-        frame[name] = frame[name].astype("datetime64[us, UTC]")
     return frame.astype({c: object for c in frame.columns if c not in INVOICE_DETAIL_TIMESTAMPS})
 
 
-INVOICE_DETAIL_TIMESTAMPS = (
-    "BillingPeriodEnd",
-    "BillingPeriodStart",
-    "InvoiceDetailCreated",
-    "InvoiceDetailLastUpdated",
-    "InvoiceIssueDate",
-    "PaymentDueDate",
-)
 BILLING_PERIOD_COLUMNS = (
     "BillingPeriodCreated",
     "BillingPeriodEnd",
@@ -756,7 +755,7 @@ def _arrow_schema(df: pd.DataFrame) -> Any:
     for name, dtype in df.dtypes.items():
         if isinstance(dtype, pd.DatetimeTZDtype) or str(dtype).startswith("datetime64"):
             kind = pa.timestamp("us", tz="UTC")
-        elif name in DECIMALS or name in X_DECIMALS or name in ("BilledCost",):
+        elif name in DECIMALS or name in X_DECIMALS:
             kind = pa.decimal128(*DECIMAL_TYPE)
         elif str(dtype) == "boolean":
             kind = pa.bool_()
