@@ -6,8 +6,6 @@ import copy
 import json
 import os
 import subprocess
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -15,17 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from airflow_provider_fastly_billing.testing import focus_validator as validator
+
 if TYPE_CHECKING:
     import pandas as pd
 
     from airflow_provider_fastly_billing.frames import InvoiceFrames
     from airflow_provider_fastly_billing.testing import FastlySimulator
+    from airflow_provider_fastly_billing.testing.focus_validator import ValidatorResult
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 FOCUS_VENV = ROOT / ".venv-focus"
-CRITERIA = "REGION_SUPPORTED,USAGE_MEASUREMENT_SUPPORTED,NEGOTIATED_PRICING_SUPPORTED,ACCOUNT_NAMING_SUPPORTED"
-KNOWN_FALSE_POSITIVES = {"InvoiceId-C-004-C"}
 YEAR = 2025
 
 
@@ -139,47 +138,9 @@ def subcategory_parents() -> dict[str, str]:
     return pairs
 
 
-@dataclass
-class ValidatorResult:
-    """The validator's JUnit XML, read: rule counts and the ids of rules that failed or errored."""
-
-    tests: int
-    failures: int
-    errors: int
-    skipped: int
-    failed: list[str]
-    errored: list[str]
-
-    @property
-    def passed(self) -> int:
-        return self.tests - self.failures - self.errors - self.skipped
-
-    def summary(self) -> str:
-        return (
-            f"{self.tests} rules: {self.passed} pass, {self.failures} fail, {self.errors} error, {self.skipped} skipped"
-        )
-
-
-def run_focus_validator(parquet: Path, workdir: Path) -> ValidatorResult:
-    """Run focus-validator 2.2.1 on a FOCUS 1.2 file, offline, from a folder holding its rules (its quirk)."""
-    venv = focus_venv()
-    (package,) = venv.glob("lib/python3*/site-packages/focus_validator")
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "focus_validator").symlink_to(package)
-    command = [str(venv / "bin" / "focus-validator"), "--data-file", str(parquet), "--validate-version", "1.2"]
-    command += ["--block-download", "--applicability-criteria", CRITERIA]
-    command += ["--output-type", "unittest", "--output-destination", "results.xml"]
-    done = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=600, check=False)
-    results = workdir / "results.xml"
-    assert results.exists(), done.stdout[-2000:] + done.stderr[-2000:]
-    root = ET.parse(results).getroot()
-    failed, errored = [], []
-    for case in root.iter("testcase"):
-        for outcome in case:
-            if outcome.tag in ("failure", "error"):
-                (failed if outcome.tag == "failure" else errored).append(case.get("name", "").split(" ")[0])
-    counts = {name: int(root.get(name, "0")) for name in ("tests", "failures", "errors", "skipped")}
-    return ValidatorResult(**counts, failed=failed, errored=errored)
+def run_focus_validator(parquet: Path) -> ValidatorResult:
+    """focus-validator 2.2.1 on a FOCUS 1.2 file, offline, from the venv `make focus-validator` builds."""
+    return validator.run_focus_validator(parquet, focus_venv())
 
 
 def run_toolkit(*arguments: str) -> subprocess.CompletedProcess[str]:

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from airflow_provider_fastly_billing.testing.focus_validator import KNOWN_FALSE_POSITIVES
 from tests.focus_data import (
-    KNOWN_FALSE_POSITIVES,
     credit_invoices,
     focus_venv,
     meltano_invoice,
@@ -62,11 +62,12 @@ def test_focus_validator_passes(dataset: str, invoices_of, tmp_path: Path) -> No
     assert all(parents[s] == c for c, s in zip(df["ServiceCategory"], df["ServiceSubcategory"], strict=True))
     parquet = write_focus(df, tmp_path / f"{dataset}.parquet")
 
-    result = run_focus_validator(parquet, tmp_path / "run")
+    result = run_focus_validator(parquet)
 
     print(f"\nfocus-validator 2.2.1, FOCUS 1.2, {dataset} ({len(df)} rows): {result.summary()}")
     assert result.errored == []
     assert set(result.failed) <= KNOWN_FALSE_POSITIVES
+    assert result.ok
     assert result.passed > 150
 
 
@@ -78,7 +79,7 @@ def test_focus_validator_sees_a_broken_file(tmp_path: Path) -> None:
     focus_venv()
     df = to_focus(invoices_to_frames([meltano_invoice()]))
     df.loc[0, "ServiceCategory"] = "Compute"
-    result = run_focus_validator(write_focus(df, tmp_path / "broken.parquet"), tmp_path / "run")
+    result = run_focus_validator(write_focus(df, tmp_path / "broken.parquet"))
     assert "ServiceName-C-000-M" in set(result.failed) - KNOWN_FALSE_POSITIVES
 
 
