@@ -81,11 +81,18 @@ PRODUCTS: tuple[ProductRule, ...] = (
         "Bot detection decides on threats per request.",
     ),
     ProductRule(
-        r"kv store|config store|secret store",
+        r"secret store",
+        "Secret Store",
+        "Security",
+        "Secret Management",
+        "Fastly's Secret Store keeps credentials for Compute programs.",
+    ),
+    ProductRule(
+        r"kv store|config store",
         "Edge Data Stores",
         "Databases",
         "NoSQL Databases",
-        "Fastly's KV, config and secret stores are key-value stores at the edge.",
+        "Fastly's KV and config stores are key-value stores at the edge.",
     ),
     ProductRule(
         r"object storage",
@@ -130,11 +137,12 @@ PRODUCTS: tuple[ProductRule, ...] = (
         "AI Accelerator caches responses of language-model APIs.",
     ),
     ProductRule(
-        r"\bcdn\b|deliver|bandwidth|request|network services|\bplan\b",
+        r"\bcdn\b|deliver|bandwidth|request|percentile|network services|\bplan\b",
         "CDN",
         "Networking",
         "Content Delivery",
-        "Bandwidth and requests of the CDN (Full-Site Delivery, Network Services) and the CDN plan itself.",
+        "Bandwidth (per GB or 95th percentile) and requests of the CDN (Full-Site Delivery, Network Services) "
+        "and the CDN plan itself.",
     ),
 )
 """Fastly products to FOCUS services. The most specific field is tried first (v3 ``product_name``, then
@@ -180,7 +188,7 @@ def _is_setup(line: _Line) -> bool:
 
 CHARGES: tuple[ChargeRule, ...] = (
     ChargeRule(
-        "description says tax, VAT or GST",
+        "the line says tax, VAT or GST",
         _says(r"\btax\b|\bvat\b|\bgst\b"),
         "Tax",
         "Recurring",
@@ -194,21 +202,21 @@ CHARGES: tuple[ChargeRule, ...] = (
         "Coupons credit the invoice once.",
     ),
     ChargeRule(
-        "description says discount",
+        "the line says discount",
         _says(r"discount"),
         "Credit",
         "Recurring",
         "Fastly's contract discount is a negative line on every invoice of the contract.",
     ),
     ChargeRule(
-        "a negative amount, or description says credit, coupon or promotion",
+        "a negative amount, or the line says credit, coupon or promotion",
         lambda line: line.amount < 0 or _says(r"credit|coupon|promo")(line),
         "Credit",
         "One-Time",
         "Any other money given back.",
     ),
     ChargeRule(
-        "description says commit shortfall or minimum",
+        "the line says commit shortfall, minimum or true-up",
         _says(r"shortfall|minimum|true-?up"),
         "Adjustment",
         "Recurring",
@@ -216,7 +224,7 @@ CHARGES: tuple[ChargeRule, ...] = (
         "of the month's usage charges, not usage.",
     ),
     ChargeRule(
-        "a setup fee (description, or an extra with only a setup amount)",
+        "a setup fee (the line says so, or an extra with only a setup amount)",
         _is_setup,
         "Usage",
         "One-Time",
@@ -240,7 +248,11 @@ CHARGES: tuple[ChargeRule, ...] = (
 )
 """Line items to ``ChargeCategory`` and ``ChargeFrequency``: the first rule that applies wins."""
 
-UNITS = {"bandwidth": ("GB", "GB", Decimal(1)), "requests": ("10000 Requests", "Requests", Decimal(10000))}
+UNITS = {
+    "bandwidth": ("GB", "GB", Decimal(1)),
+    "requests": ("10000 Requests", "Requests", Decimal(10000)),
+    "percentile": ("Mbps", "Mbps", Decimal(1)),
+}
 """Usage type -> (PricingUnit, ConsumedUnit, consumed units per priced unit). Fastly prices requests per 10,000."""
 FEE_UNIT = ("Units", "Units", Decimal(1))
 REGION_IDS = {
