@@ -603,6 +603,41 @@ def to_focus(
     return _typed(rows, (*columns, *X_COLUMNS, "x_FastlyEstimate"))
 
 
+def to_focus_table(frames: InvoiceFrames, *, account_names: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """
+    The ``fastly_focus`` warehouse table: FOCUS 1.2 rows of the invoices and estimates of a load.
+
+    Keyed like the other tables (``load_key``, ``api_version``, ``invoice_id``, ``customer_id`` first), so a
+    load replaces its FOCUS rows with the rest; columns and kinds are :data:`TABLE_SCHEMA`.
+
+    :param frames: the frames being loaded.
+    :param account_names: as for :func:`to_focus`.
+    """
+    df = to_focus(frames, account_names=account_names, include_estimates=True)
+    keys = {
+        "load_key": df["x_FastlyLoadKey"],
+        "api_version": df["x_FastlyApiVersion"],
+        "invoice_id": df["x_FastlyInvoiceId"],
+        "customer_id": df["BillingAccountId"],
+    }
+    return pd.concat([pd.DataFrame(keys), df], axis=1)
+
+
+def _kind(column: str) -> str:
+    if column in DECIMALS or column in X_DECIMALS:
+        return "numeric"
+    if column in TIMESTAMPS:
+        return "timestamp"
+    return "bool" if column == "x_FastlyEstimate" else "string"
+
+
+TABLE_SCHEMA: dict[str, str] = {
+    **dict.fromkeys(("load_key", "api_version", "invoice_id", "customer_id"), "string"),
+    **{column: _kind(column) for column in (*COLUMNS_1_2, *X_COLUMNS, "x_FastlyEstimate")},
+}
+"""Columns of :func:`to_focus_table` and their kinds, as in :data:`~.frames.SCHEMA`."""
+
+
 def _detail_id(row: Mapping[str, Any]) -> str | None:
     """The Invoice Detail line a Cost and Usage row belongs to: one per invoice line."""
     if row["InvoiceId"] is None:

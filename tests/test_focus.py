@@ -16,13 +16,15 @@ import pytest
 from airflow_provider_fastly_billing.focus import (
     CHARGES,
     PRODUCTS,
+    TABLE_SCHEMA,
     FocusError,
     to_focus,
     to_focus_billing_period,
     to_focus_invoice_detail,
+    to_focus_table,
     write_focus,
 )
-from airflow_provider_fastly_billing.frames import estimates_to_frames, invoices_to_frames
+from airflow_provider_fastly_billing.frames import InvoiceFrames, estimates_to_frames, invoices_to_frames
 from airflow_provider_fastly_billing.testing import invoices
 from tests.dagrun import run_dag, run_dag_file
 from tests.focus_data import credit_invoices, meltano_invoice, own_checks
@@ -188,6 +190,25 @@ def test_estimates_only_on_request() -> None:
     assert set(df["x_FastlyRate"]) >= {Decimal("0.12")}  # the estimate's per_unit_cost
     period = to_focus_billing_period(frames)
     assert period["BillingPeriodStatus"].tolist() == ["Open"]
+
+
+def test_the_warehouse_table_is_keyed_like_the_others() -> None:
+    charges = month()
+    fetched = datetime(2025, 3, 14, 6, tzinfo=UTC)
+    frames = InvoiceFrames.concat(
+        [
+            invoices_to_frames([invoices.v3_invoice(charges)]),
+            estimates_to_frames([invoices.v2_estimate(charges)], fetched),
+        ]
+    )
+    table = to_focus_table(frames)
+    assert list(table.columns) == list(TABLE_SCHEMA)
+    assert set(table["load_key"]) == set(frames.invoices["load_key"])
+    assert table.groupby("load_key")["BilledCost"].sum().to_dict() == {
+        key: charges.cost for key in frames.invoices["load_key"]
+    }
+    assert TABLE_SCHEMA["BilledCost"] == "numeric" and TABLE_SCHEMA["ChargePeriodEnd"] == "timestamp"
+    assert TABLE_SCHEMA["x_FastlyEstimate"] == "bool" and TABLE_SCHEMA["InvoiceId"] == "string"
 
 
 def test_focus_1_4_columns_and_datasets() -> None:
