@@ -160,7 +160,6 @@ class _Line:
     amount: Decimal
     coupon: str | None
     extra: tuple[Decimal | None, Decimal | None] | None
-    usage_type: str | None
     metered: bool
 
 
@@ -451,7 +450,6 @@ def _row(
         amount=_required(item, "amount", _number(item.get("amount"))),
         coupon=coupon,
         extra=next((extras[(item["load_key"], f)] for f in fields if (item["load_key"], f) in extras), None),
-        usage_type=kind,
         metered=kind is not None,
     )
     charge = next(rule for rule in CHARGES if rule.applies(line))
