@@ -231,14 +231,14 @@ CHARGES: tuple[ChargeRule, ...] = (
         "to amortise it over later usage, and a setup fee covers no later usage, so its cost would vanish.",
     ),
     ChargeRule(
-        "metered usage (bandwidth, requests, anything with a usage type)",
+        "metered usage (bandwidth, requests, any usage type)",
         lambda line: line.metered,
         "Usage",
         "Usage-Based",
         "Billed per GB, per 10,000 requests, per unit consumed.",
     ),
     ChargeRule(
-        "anything else (plans, extras such as TLS certificates and support)",
+        "anything else (plans, TLS certificates, support)",
         lambda line: True,
         "Usage",
         "Recurring",

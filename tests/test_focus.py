@@ -171,6 +171,15 @@ def test_mapping_tables_use_only_allowed_values() -> None:
         assert rule.why
 
 
+def test_the_readme_shows_the_mapping_of_the_code() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for rule in PRODUCTS:
+        pattern = rule.pattern.replace("|", "\\|")
+        assert f"| `{pattern}` | {rule.service_name} | {rule.category} | {rule.subcategory} |" in readme, rule
+    for rule in CHARGES:
+        assert f"| {rule.when} | {rule.category} | {rule.frequency} |" in readme, rule
+
+
 def test_account_names_and_the_default_name() -> None:
     frames = invoices_to_frames([invoices.v2_invoice(month(0)), invoices.v2_invoice(month(1))])
     df = to_focus(frames, account_names={invoices.base62("customer:0"): "Acme Media"})
@@ -190,6 +199,8 @@ def test_estimates_only_on_request() -> None:
     assert set(df["x_FastlyRate"]) >= {Decimal("0.12")}  # the estimate's per_unit_cost
     period = to_focus_billing_period(frames)
     assert period["BillingPeriodStatus"].tolist() == ["Open"]
+    v3 = to_focus(estimates_to_frames([invoices.v3_month_to_date(charges)], fetched), include_estimates=True)
+    assert sum(v3["BilledCost"], Decimal(0)) == charges.cost and v3["InvoiceId"].isna().all()
 
 
 def test_the_warehouse_table_is_keyed_like_the_others() -> None:
