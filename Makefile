@@ -42,7 +42,7 @@ $(OLDEST)/.installed: pyproject.toml | $(BIN)/python
 		-e '.[dev]' 'apache-airflow==$(OLDEST_AIRFLOW)'
 	@touch $@
 
-test-oldest: $(OLDEST)/.installed
+test-oldest: $(OLDEST)/.installed focus-validator
 	$(OLDEST)/bin/python -m pytest -n 2 --dist loadgroup -q
 
 demo: install focus-validator
