@@ -180,8 +180,11 @@ def _says(pattern: str) -> Callable[[_Line], bool]:
     return lambda line: bool(regex.search(line.text))
 
 
+_SAYS_SETUP = _says(r"\bset-?up\b|activation|onboarding")
+
+
 def _is_setup(line: _Line) -> bool:
-    if _says(r"\bset-?up\b|activation|onboarding")(line):
+    if _SAYS_SETUP(line):
         return True
     return line.extra is not None and not line.extra[0] and bool(line.extra[1])
 
@@ -371,12 +374,8 @@ def _rule_of(field: str) -> ProductRule | None:
     return next((rule for rule in PRODUCTS if re.search(rule.pattern, field, re.IGNORECASE)), None)
 
 
-def product_of(item: Mapping[str, Any]) -> ProductRule:
-    """The :data:`PRODUCTS` rule of a line item (a row of the ``line_items`` frame), or :data:`OTHER`."""
-    return _product_of(tuple(_product_fields(item)))
-
-
 def _product_of(fields: tuple[str, ...]) -> ProductRule:
+    """The :data:`PRODUCTS` rule of a line's product fields, most specific first, or :data:`OTHER`."""
     return next(filter(None, map(_rule_of, fields)), OTHER)
 
 
