@@ -29,7 +29,11 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": [f"{_PACKAGE}.operators.billing", f"{_PACKAGE}.operators.transfer"],
+                "python-modules": [
+                    f"{_PACKAGE}.operators.billing",
+                    f"{_PACKAGE}.operators.transfer",
+                    f"{_PACKAGE}.operators.focus",
+                ],
             }
         ],
         "sensors": [{"integration-name": INTEGRATION, "python-modules": [f"{_PACKAGE}.sensors.billing"]}],

@@ -5,7 +5,8 @@ Not a DAG (``.airflowignore`` keeps Airflow from parsing it): the runner of the 
 
 Starts the Fastly simulator (unless ``AIRFLOW_CONN_FASTLY_DEFAULT`` points at the real API), runs
 ``fastly_invoices_monthly`` for each of the last 12 complete months with ``dag.test()``, reads the
-warehouse back, prints a month-by-month table by product and writes a PNG chart of it.
+warehouse back, prints a month-by-month table by product and writes a PNG chart of it. The same months
+become a FOCUS 1.2 file, checked by the FinOps Foundation's validator when ``.venv-focus`` exists.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent  # the repository
 OUT = ROOT / "demo"
 DATABASE = OUT / "fastly_billing.duckdb"
 CHART = OUT / "fastly_billing.png"
+FOCUS_FILE = OUT / "fastly_focus.parquet"
+FOCUS_VENV = ROOT / ".venv-focus"
 HOME = ROOT / ".airflow" / "demo"
 
 os.environ["AIRFLOW_HOME"] = str(HOME)
@@ -88,6 +91,34 @@ def report() -> None:
     print(f"\nWarehouse: {DATABASE}\nChart:     {CHART}")
 
 
+def export_focus() -> None:
+    """The same 12 months as one FOCUS 1.2 file, fetched from Fastly and converted."""
+    from airflow_provider_fastly_billing.focus import to_focus, write_focus
+    from airflow_provider_fastly_billing.frames import invoices_to_frames
+    from airflow_provider_fastly_billing.hooks.billing import BillingHook
+
+    hook = BillingHook()
+    months = [d.subtract(months=1) for d in last_months(12)]
+    frames = invoices_to_frames(hook.get_invoice(m.year, m.month) for m in months)
+    df = to_focus(frames)
+    write_focus(df, FOCUS_FILE)
+    print(f"FOCUS 1.2 file: {FOCUS_FILE} ({len(df)} rows, BilledCost {sum(df['BilledCost'])} USD)")
+
+
+def validate_focus() -> None:
+    """The FinOps Foundation's validator on the FOCUS file, when `make focus-validator` could build it."""
+    from airflow_provider_fastly_billing.testing.focus_validator import run_focus_validator
+
+    if not (FOCUS_VENV / "bin" / "focus-validator").exists():
+        print("\nfocus-validator: not installed (needs Python 3.12; see `make focus-validator`)")
+        return
+    result = run_focus_validator(FOCUS_FILE, FOCUS_VENV)
+    verdict = "OK" if result.ok else "FAILED"
+    print(f"\nfocus-validator 2.2.1 on {FOCUS_FILE.name}: {verdict}, {result.summary()}")
+    if not result.ok:
+        raise SystemExit("the FOCUS file did not pass the validator")
+
+
 def main() -> None:
     from airflow_provider_fastly_billing.testing import FastlySimulator
 
@@ -99,7 +130,9 @@ def main() -> None:
             print(f"Fastly simulator at {sim.url} (set AIRFLOW_CONN_FASTLY_DEFAULT to use the real API)")
         print("Running fastly_invoices_monthly for the last 12 months:")
         run_months()
+        export_focus()
     report()
+    validate_focus()
 
 
 if __name__ == "__main__":

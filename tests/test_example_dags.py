@@ -27,6 +27,7 @@ def test_every_example_parses_without_import_errors() -> None:
     bag = DagBag(dag_folder=str(EXAMPLES))
     assert bag.import_errors == {}
     assert set(bag.dag_ids) == {
+        "fastly_focus_monthly",
         "fastly_invoices_monthly",
         "fastly_invoices_v3",
         "fastly_mtd_estimate_daily",
