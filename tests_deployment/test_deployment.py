@@ -58,7 +58,7 @@ BIN = Path(sys.executable).parent
 DEADLINE = time.monotonic() + float(os.environ.get("DEPLOYMENT_BUDGET", "600"))
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 MTD_PENDING = 6  # 202 answers before the estimate is ready: the sensor's poke, then about 25 s in the triggerer
-BACKFILL_LINE = re.compile(r"`airflow backfill create --dag-id fastly_invoices_monthly (--from-date \S+ --to-date [^`]+)`")
+BACKFILL_LINE = re.compile(r"`airflow backfill create --dag-id fastly_invoices_monthly (--from-date [^`]+)`")
 MONTHLY, MONTHLY_PG, DAILY = "fastly_invoices_monthly", "fastly_invoices_monthly_pg", "fastly_mtd_estimate_daily"
 
 
