@@ -28,6 +28,7 @@ import json
 import os
 import re
 import secrets
+import select
 import shutil
 import signal
 import socket
@@ -95,12 +96,13 @@ class Deployment:
     """The running deployment: its home, environment, REST client, simulator and processes."""
 
     home: Path
-    env: dict[str, str]
     database: str
-    token: str
-    customer: str
-    api: httpx.Client = None  # type: ignore[assignment]
+    api: httpx.Client
+    token: str = field(default_factory=lambda: f"deploy-{secrets.token_hex(16)}")
+    customer: str = ""
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    logs: list[Any] = field(default_factory=list)
 
     @property
     def process_logs(self) -> Path:
@@ -109,7 +111,8 @@ class Deployment:
     def start(self, name: str, *args: str, stdout: Any = None) -> subprocess.Popen:
         """Start a process in a session of its own (so its children can be stopped with it), logging to a file."""
         self.process_logs.mkdir(parents=True, exist_ok=True)
-        log = open(self.process_logs / f"{name}.log", "wb")  # noqa: SIM115 (the process owns it)
+        log = open(self.process_logs / f"{name}.log", "wb")  # noqa: SIM115 (closed in stop())
+        self.logs.append(log)
         process = subprocess.Popen(
             args, env=self.env, cwd=self.home, stdout=stdout or log, stderr=log, start_new_session=True
         )
@@ -137,6 +140,14 @@ class Deployment:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
+        for log in self.logs:
+            log.close()
+
+    def alive(self) -> bool:
+        """Fail at once, naming it, if a process has exited."""
+        for name, process in self.processes.items():
+            assert process.poll() is None, f"{name} exited with {process.returncode}: see {self.process_logs}"
+        return True
 
     def get(self, path: str, **params: Any) -> Any:
         answer = self.api.get(path, params=params)
@@ -213,12 +224,12 @@ def deployment() -> Iterator[Deployment]:
     database = f"airflow_deploy_{secrets.token_hex(6)}"
     with admin() as cursor:
         cursor.execute(f"CREATE DATABASE {database}")
-    with admin(database) as cursor:
-        cursor.execute("CREATE SCHEMA warehouse")
-    dep = Deployment(home, {}, database, token=f"deploy-{secrets.token_hex(16)}", customer="")
-    write_dags(home / "dags")
+    api_port = free_port()
+    dep = Deployment(home, database, httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30))
     try:
-        dep.env = dict(os.environ)
+        with admin(database) as cursor:
+            cursor.execute("CREATE SCHEMA warehouse")
+        write_dags(home / "dags")
         simulator = dep.start(
             "simulator",
             str(BIN / "python"),
@@ -229,9 +240,9 @@ def deployment() -> Iterator[Deployment]:
             f"--mtd-pending={MTD_PENDING}",
             stdout=subprocess.PIPE,
         )
+        assert select.select([simulator.stdout], [], [], 30)[0], "the simulator did not start"
         started = json.loads(simulator.stdout.readline())  # the first line holds the token: read, never logged
         dep.customer = started["customer_ids"][0]
-        api_port = free_port()
         pg = {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres", "schema": database}
         connections = {
             "fastly_default": started["connection"],
@@ -243,16 +254,14 @@ def deployment() -> Iterator[Deployment]:
         dep.start("api-server", str(BIN / "airflow"), "api-server", "--host", "127.0.0.1", "--port", str(api_port))
         for name in ("scheduler", "dag-processor", "triggerer"):
             dep.start(name, str(BIN / "airflow"), name)
-        dep.api = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30)
-        wait_for("the api-server", lambda: _answers(dep.api, "/api/v2/monitor/health"))
+        wait_for("the api-server", lambda: dep.alive() and _answers(dep.api, "/api/v2/monitor/health"))
         token = dep.api.get("/auth/token").raise_for_status().json()["access_token"]
         dep.api.headers["Authorization"] = f"Bearer {token}"
         yield dep
     finally:
         dep.stop()
+        dep.api.close()
         (RUN / "summary.json").write_text(json.dumps(SUMMARY, indent=1))
-        if dep.api is not None:
-            dep.api.close()
         with admin() as cursor:
             cursor.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
 
@@ -287,6 +296,7 @@ def started(deployment: Deployment) -> dict[str, Any]:
 
 def finished(dep: Deployment, dag_id: str, count: int) -> list[dict[str, Any]] | None:
     """The DAG's runs once ``count`` of them exist and none is still queued or running."""
+    dep.alive()
     runs = dep.runs(dag_id)
     if len(runs) >= count and all(r["state"] in ("success", "failed") for r in runs):
         return runs
