@@ -163,13 +163,18 @@ def test_mtd_operator_timeout_names_the_customer(fastly: FastlySimulator, deferr
     assert message in capfd.readouterr().out
 
 
-def copy_kwargs(sim: FastlySimulator) -> dict[str, dict]:
-    """What each operator and sensor class needs to run against ``sim``; a new class must be added here."""
+def copy_kwargs(sim: FastlySimulator, folder: Path) -> dict[str, dict]:
+    """What each operator and sensor class needs to run against ``sim`` (files go to ``folder``): add new ones."""
     pairs = [[c, sim.invoice_ids(c)[-2]] for c in sim.customers[1:]]
     customer = {"customer_id": sim.customer_id}
     return {
         "GetInvoiceOperator": {"year": 2025, "month": 1},
-        "GetInvoiceByIdOperator": {**customer, "invoice_id": sim.invoice_ids(sim.customer_id)[3]},
+        "GetInvoiceByIdOperator": {
+            **customer,
+            "invoice_id": sim.invoice_ids(sim.customer_id)[3],
+            "output_path": str(folder / "invoice.csv"),
+            "fmt": "csv",
+        },
         "ListInvoicesOperator": {"start": "2025-01-01", "end": "2025-02-28"},
         "GetInvoiceMtdOperator": {**customer, "poll_interval": 0.05, "timeout": 30},
         "InvoiceToSqlOperator": {"invoices": pairs, "warehouse_conn_id": "copy_warehouse", "max_workers": 2},
@@ -204,7 +209,7 @@ def test_every_operator_and_sensor_survives_deepcopy(fastly: FastlySimulator, co
     """Airflow deep-copies tasks (``partial_subset``): a copy, also one made after its hook was used, runs."""
     import copy
 
-    classes, kwargs = provider_operator_classes(), copy_kwargs(fastly)
+    classes, kwargs = provider_operator_classes(), copy_kwargs(fastly, tmp_path)
     assert {cls.__name__ for cls in classes} == set(kwargs)
     connect("copy_warehouse", {"conn_type": "duckdb", "host": str(tmp_path / "copy.duckdb")})
     for cls in classes:
@@ -227,3 +232,4 @@ def test_every_operator_and_sensor_survives_deepcopy(fastly: FastlySimulator, co
     expected = fastly.invoice(fastly.customer_id, 2025, 1)["total"]["cost"]
     assert Decimal(run.xcom["GetInvoiceOperator"]["total"]["cost"]) == expected
     assert run.xcom["InvoiceMtdSensor"]["customer_id"] == fastly.customer_id
+    assert run.xcom["GetInvoiceByIdOperator"]["bytes"] == (tmp_path / "invoice.csv").stat().st_size > 0
