@@ -214,8 +214,10 @@ def test_every_operator_and_sensor_survives_deepcopy(fastly: FastlySimulator, co
     connect("copy_warehouse", {"conn_type": "duckdb", "host": str(tmp_path / "copy.duckdb")})
     for cls in classes:
         operator = cls(task_id="used", **kwargs[cls.__name__])
-        assert operator.hook.get_invoice(2025, 1)["total"]["cost"] > 0
-        assert copy.deepcopy(operator).hook is not operator.hook
+        if hasattr(cls, "hook"):  # a hook already used is copied too
+            assert operator.hook.get_invoice(2025, 1)["total"]["cost"] > 0
+            assert copy.deepcopy(operator).hook is not operator.hook
+        assert copy.deepcopy(operator).task_id == "used"
     fastly.reset()
     imports = "".join(f"from {cls.__module__} import {cls.__name__}\n" for cls in classes)
     tasks = "".join(f"    {c.__name__}(task_id={c.__name__!r}, **{kwargs[c.__name__]!r})\n" for c in classes)
