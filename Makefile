@@ -15,7 +15,7 @@ OLDEST := .venv-oldest
 NEWER := $(foreach p,duckdb duckdb-engine $(addprefix apache-airflow-providers-,duckdb common-sql common-compat \
 	common-io postgres sqlite standard smtp),--exclude-newer-package $(p)=2100-01-01)
 
-.PHONY: install test test-oldest lint demo bench clean focus-validator
+.PHONY: install test test-oldest test-deployment lint demo bench clean focus-validator
 
 $(BIN)/python:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -45,6 +45,20 @@ $(OLDEST)/.installed: pyproject.toml | $(BIN)/python
 test-oldest: $(OLDEST)/.installed focus-validator
 	$(OLDEST)/bin/python -m pytest -n 2 --dist loadgroup -q
 
+# The deployment test: the built wheel in a venv of its own with the Airflow of .venv, Airflow's processes
+# started as a deployment runs them (tests_deployment/test_deployment.py). A few minutes; PostgreSQL required.
+DEPLOY := .deploy
+test-deployment: install
+	rm -rf $(DEPLOY)/dist
+	$(UV) build --quiet --wheel --out-dir $(DEPLOY)/dist
+	test -x $(DEPLOY)/venv/bin/python || $(UV) venv --quiet --python $(PYTHON) $(DEPLOY)/venv
+	$(UV) pip install --quiet --compile-bytecode --python $(DEPLOY)/venv/bin/python \
+		"apache-airflow==$$($(BIN)/python -c 'import airflow; print(airflow.__version__)')" \
+		apache-airflow-providers-postgres apache-airflow-providers-duckdb pytest \
+		--reinstall-package airflow-provider-fastly-billing $(DEPLOY)/dist/*.whl
+	time $(DEPLOY)/venv/bin/pytest -p no:cacheprovider -q tests_deployment
+	@cat $(DEPLOY)/run/summary.json
+
 demo: install focus-validator
 	$(BIN)/python dags_examples/demo.py
 
@@ -52,7 +66,7 @@ bench: install
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) $(OLDEST) $(FOCUS_VENV) .airflow demo .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(OLDEST) $(FOCUS_VENV) $(DEPLOY) .airflow demo .pytest_cache .ruff_cache .hypothesis
 
 # The FinOps Foundation's FOCUS validator and focus-data-toolkit need Python >= 3.12 (on 3.11 pip silently installs
 # a validator of FOCUS 1.0): their own venv, at the fixed path tests/test_focus_validator.py looks for. Without a

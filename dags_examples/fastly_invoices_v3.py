@@ -12,6 +12,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG
 
+from airflow_provider_fastly_billing.operators.macros import previous_month
 from airflow_provider_fastly_billing.operators.transfer import InvoiceToSqlOperator
 
 with DAG(
@@ -22,13 +23,17 @@ with DAG(
     max_active_runs=1,
     tags=["fastly", "billing"],
     doc_md=__doc__,
+    user_defined_macros={"previous_month": previous_month},
 ) as dag:
     InvoiceToSqlOperator(
         task_id="load_invoices",
         api_version="v3",
-        year="{{ macros.ds_add(ds, -1)[:4] }}",
-        month="{{ macros.ds_add(ds, -1)[5:7] }}",
+        year="{{ previous_month(dag_run).year }}",
+        month="{{ previous_month(dag_run).month }}",
         warehouse_conn_id="fastly_warehouse",
+        # One load at a time: a backfill runs many months at once, and a DuckDB file has one writer.
+        max_active_tis_per_dag=1,
         retries=3,
-        retry_delay=pendulum.duration(minutes=10),
+        retry_delay=pendulum.duration(minutes=1),
+        retry_exponential_backoff=True,
     )

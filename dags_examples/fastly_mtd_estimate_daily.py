@@ -27,5 +27,12 @@ with DAG(
     ready = InvoiceMtdSensor(
         task_id="wait_for_estimate", customer_id=CUSTOMER, deferrable=True, poke_interval=5, timeout=900
     )
-    load = InvoiceToSqlOperator(task_id="load_estimate", estimate_for=[CUSTOMER], warehouse_conn_id="fastly_warehouse")
+    load = InvoiceToSqlOperator(
+        task_id="load_estimate",
+        estimate_for=[CUSTOMER],
+        warehouse_conn_id="fastly_warehouse",
+        retries=3,
+        retry_delay=pendulum.duration(minutes=1),
+        retry_exponential_backoff=True,
+    )
     ready >> load

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import pendulum
 import pytest
 
-from tests.dagrun import run_dag_file
+from tests.dagrun import _load, run_dag_file
 
 if TYPE_CHECKING:
     from airflow_provider_fastly_billing.testing import FastlySimulator
@@ -56,11 +58,48 @@ def test_monthly_loads_the_previous_month(example, sim: FastlySimulator, warehou
     for month in (2, 3, 3):
         run = example("fastly_invoices_monthly", pendulum.datetime(2025, month, 1, tz="UTC"))
         assert run.state == "success"
-    assert run.rendered["load_invoice"]["year"] == "2025" and run.rendered["load_invoice"]["month"] == "02"
+    assert run.rendered["load_invoice"]["year"] == "2025" and run.rendered["load_invoice"]["month"] == "2"
     rows = warehouse.rows("SELECT period_start, cost FROM {invoices} ORDER BY period_start")
     assert len(rows) == 2
     expected = [sim.invoice(sim.customer_id, 2025, m)["total"]["cost"] for m in (1, 2)]
     assert [Decimal(str(c)) for _, c in rows] == expected
+
+
+def test_monthly_triggered_without_a_logical_date(example, sim: FastlySimulator, warehouse: Warehouse) -> None:
+    """A run from the REST API or ``airflow dags trigger`` has no logical date: it loads the month before it ran."""
+    target = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / "fastly_invoices_monthly.py"
+    shutil.copy(EXAMPLES / target.name, target)
+    run = _load(target).test(logical_date=None, run_after=pendulum.datetime(2025, 1, 15, 9, 30, tz="UTC"))
+    assert run.state == "success" and run.logical_date is None
+    rows = warehouse.rows("SELECT period_start, cost FROM {invoices}")
+    assert [(str(start)[:7], Decimal(str(cost))) for start, cost in rows] == [
+        ("2024-12", sim.invoice(sim.customer_id, 2024, 12)["total"]["cost"])
+    ]
+
+
+@pytest.mark.parametrize(
+    ("logical_date", "run_after", "month"),
+    [
+        (pendulum.datetime(2025, 1, 1, tz="UTC"), pendulum.datetime(2025, 1, 1, tz="UTC"), date(2024, 12, 1)),
+        (pendulum.datetime(2025, 3, 1, tz="UTC"), pendulum.datetime(2025, 6, 9, tz="UTC"), date(2025, 2, 1)),
+        (None, pendulum.datetime(2025, 3, 31, 23, 59, tz="UTC"), date(2025, 2, 1)),
+    ],
+)
+def test_previous_month_of_every_kind_of_run(logical_date, run_after, month) -> None:
+    from airflow_provider_fastly_billing.operators.macros import previous_month
+
+    assert previous_month(SimpleNamespace(logical_date=logical_date, run_after=run_after)) == month
+
+
+def test_monthly_loads_run_one_at_a_time_and_retry_with_backoff() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(EXAMPLES))
+    for dag_id in ("fastly_invoices_monthly", "fastly_invoices_v3"):
+        (task,) = bag.get_dag(dag_id).tasks
+        assert task.max_active_tis_per_dag == 1
+        assert task.retry_exponential_backoff
+        assert task.retry_delay == pendulum.duration(minutes=1)
 
 
 def test_mtd_estimate_daily(example, sim: FastlySimulator, warehouse: Warehouse) -> None:

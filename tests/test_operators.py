@@ -161,3 +161,78 @@ def test_mtd_operator_timeout_names_the_customer(fastly: FastlySimulator, deferr
     assert run.state == "failed"
     message = f"Fastly month-to-date estimate for customer {fastly.customer_id} was not ready after 0 s"
     assert message in capfd.readouterr().out
+
+
+def copy_kwargs(sim: FastlySimulator, folder: Path) -> dict[str, dict]:
+    """What each operator and sensor class needs to run against ``sim`` (files go to ``folder``): add new ones."""
+    pairs = [[c, sim.invoice_ids(c)[-2]] for c in sim.customers[1:]]
+    customer = {"customer_id": sim.customer_id}
+    return {
+        "GetInvoiceOperator": {"year": 2025, "month": 1},
+        "GetInvoiceByIdOperator": {
+            **customer,
+            "invoice_id": sim.invoice_ids(sim.customer_id)[3],
+            "output_path": str(folder / "invoice.csv"),
+            "fmt": "csv",
+        },
+        "ListInvoicesOperator": {"start": "2025-01-01", "end": "2025-02-28"},
+        "GetInvoiceMtdOperator": {**customer, "poll_interval": 0.05, "timeout": 30},
+        "InvoiceToSqlOperator": {"invoices": pairs, "warehouse_conn_id": "copy_warehouse", "max_workers": 2},
+        "InvoiceMtdSensor": {**customer, "poke_interval": 0.05, "timeout": 30},
+        "FocusExportOperator": {"destination": str(folder / "focus.csv"), "year": 2025, "month": 1, "fmt": "csv"},
+    }
+
+
+def provider_operator_classes() -> list[type]:
+    """Every public operator and sensor class of the provider, found by walking its packages."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    from airflow.sdk import BaseOperator
+
+    import airflow_provider_fastly_billing.operators
+    import airflow_provider_fastly_billing.sensors
+
+    found = []
+    for package in (airflow_provider_fastly_billing.operators, airflow_provider_fastly_billing.sensors):
+        for info in pkgutil.iter_modules(package.__path__, f"{package.__name__}."):
+            module = importlib.import_module(info.name)
+            found += [
+                cls
+                for name, cls in inspect.getmembers(module, inspect.isclass)
+                if issubclass(cls, BaseOperator) and cls.__module__ == module.__name__ and not name.startswith("_")
+            ]
+    return sorted(found, key=lambda cls: cls.__name__)
+
+
+def test_every_operator_and_sensor_survives_deepcopy(fastly: FastlySimulator, connect, tmp_path: Path) -> None:
+    """Airflow deep-copies tasks (``partial_subset``): a copy, also one made after its hook was used, runs."""
+    import copy
+
+    classes, kwargs = provider_operator_classes(), copy_kwargs(fastly, tmp_path)
+    assert {cls.__name__ for cls in classes} == set(kwargs)
+    connect("copy_warehouse", {"conn_type": "duckdb", "host": str(tmp_path / "copy.duckdb")})
+    for cls in classes:
+        operator = cls(task_id="used", **kwargs[cls.__name__])
+        if hasattr(cls, "hook"):  # a hook already used is copied too
+            assert operator.hook.get_invoice(2025, 1)["total"]["cost"] > 0
+            assert copy.deepcopy(operator).hook is not operator.hook
+        assert copy.deepcopy(operator).task_id == "used"
+    fastly.reset()
+    imports = "".join(f"from {cls.__module__} import {cls.__name__}\n" for cls in classes)
+    tasks = "".join(f"    {c.__name__}(task_id={c.__name__!r}, **{kwargs[c.__name__]!r})\n" for c in classes)
+    run = run_dag(
+        "deep_copied",
+        f"import copy\n{imports}with DAG(DAG_ID, schedule=None, start_date=START) as original:\n{tasks}"
+        "dag = copy.deepcopy(original)\n"
+        "assert all(dag.task_dict[t] is not original.task_dict[t] for t in original.task_ids)\n"
+        "del original\n",
+    )
+    assert run.states == {cls.__name__: "success" for cls in classes} and run.state == "success"
+    pairs = kwargs["InvoiceToSqlOperator"]["invoices"]
+    assert sorted(run.xcom["InvoiceToSqlOperator"]["invoice_ids"]) == sorted(str(i) for _, i in pairs)
+    expected = fastly.invoice(fastly.customer_id, 2025, 1)["total"]["cost"]
+    assert Decimal(run.xcom["GetInvoiceOperator"]["total"]["cost"]) == expected
+    assert run.xcom["InvoiceMtdSensor"]["customer_id"] == fastly.customer_id
+    assert run.xcom["GetInvoiceByIdOperator"]["bytes"] == (tmp_path / "invoice.csv").stat().st_size > 0

@@ -14,6 +14,7 @@ from airflow.sdk import BaseOperator
 from airflow_provider_fastly_billing import validation
 from airflow_provider_fastly_billing.hooks.billing import BillingHook
 from airflow_provider_fastly_billing.operators.billing import default_deferrable, wait_for_estimate
+from airflow_provider_fastly_billing.operators.macros import run_date
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -105,17 +106,10 @@ class InvoiceToSqlOperator(BaseOperator):
         self.poll_interval = poll_interval
         self.timeout = timeout
         self.deferrable = deferrable
-        self._local = threading.local()
 
     @cached_property
     def hook(self) -> BillingHook:
         return BillingHook(self.fastly_conn_id)
-
-    def _thread_hook(self) -> BillingHook:
-        """One hook, and so one HTTP session, per pool thread."""
-        if not hasattr(self._local, "hook"):
-            self._local.hook = BillingHook(self.fastly_conn_id)
-        return self._local.hook
 
     def _invoice_pairs(self) -> list[tuple[str, str]]:
         pairs = [tuple(p) for p in self.invoices or ()]
@@ -154,7 +148,7 @@ class InvoiceToSqlOperator(BaseOperator):
             return self._load(self._fan_out(self._invoice, what), [], context)
         if len(what) == 1:
             defer = self.defer if self.deferrable else None
-            return self._load([], [self._estimate_of(what[0], self.hook, defer)], context)
+            return self._load([], [self._estimate_of(self.hook, what[0], defer)], context)
         return self._load([], self._fan_out(self._estimate_of, what), context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
@@ -171,15 +165,14 @@ class InvoiceToSqlOperator(BaseOperator):
         last = first.replace(day=calendar.monthrange(first.year, first.month)[1])
         return list(self.hook.list_invoices(first, last))
 
-    def _invoice(self, pair: tuple[str, str]) -> dict[str, Any]:
-        hook = self._thread_hook()
+    def _invoice(self, hook: BillingHook, pair: tuple[str, str]) -> dict[str, Any]:
         return hook.get_invoice_v3(pair[1]) if self.api_version == "v3" else hook.get_invoice_by_id(*pair)
 
     def _estimate_of(
-        self, customer_id: str, hook: BillingHook | None = None, defer: Callable[..., Any] | None = None
+        self, hook: BillingHook, customer_id: str, defer: Callable[..., Any] | None = None
     ) -> dict[str, Any]:
         return wait_for_estimate(
-            hook or self._thread_hook(),
+            hook,
             customer_id,
             self.year,
             self.month,
@@ -190,11 +183,25 @@ class InvoiceToSqlOperator(BaseOperator):
             api_version=self.api_version,
         )
 
-    def _fan_out(self, fetch: Callable[[Any], dict[str, Any]], items: Sequence[Any]) -> list[dict[str, Any]]:
-        """Fetch ``items`` with a bounded pool; any failure fails the task before anything is loaded."""
+    def _fan_out(
+        self, fetch: Callable[[BillingHook, Any], dict[str, Any]], items: Sequence[Any]
+    ) -> list[dict[str, Any]]:
+        """
+        Fetch ``items`` with a bounded pool; any failure fails the task before anything is loaded.
+
+        Each pool thread gets a hook, and so an HTTP session, of its own. The thread-local lives only for
+        this call: an operator holds no per-thread state, so Airflow can deep-copy it.
+        """
+        local = threading.local()
+
+        def fetch_in_thread(item: Any) -> dict[str, Any]:
+            if not hasattr(local, "hook"):
+                local.hook = BillingHook(self.fastly_conn_id)
+            return fetch(local.hook, item)
+
         workers = min(int(self.max_workers), len(items))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastly") as pool:
-            return list(pool.map(fetch, items))
+            return list(pool.map(fetch_in_thread, items))
 
     def _load(
         self, invoices: list[dict[str, Any]], estimates: list[dict[str, Any]], context: Context
@@ -207,7 +214,7 @@ class InvoiceToSqlOperator(BaseOperator):
             if self.estimate_for and estimate.get("customer_id") not in self.estimate_for:
                 raise ValueError(f"the estimate is for customer {estimate.get('customer_id')}, not {self.estimate_for}")
         fetched_at = datetime.now(timezone.utc)
-        snapshot = (context.get("logical_date") or fetched_at).date()
+        snapshot = run_date(context["dag_run"]).date()
         frames = InvoiceFrames.concat(
             [invoices_to_frames(invoices, fetched_at), estimates_to_frames(estimates, fetched_at, snapshot)]
         )
