@@ -1,10 +1,12 @@
-"""Interleaved provider-versus-baseline timing, and the environment every benchmark runs in."""
+"""Interleaved provider-versus-floor timing, child processes for memory, and the environment of every benchmark."""
 
 from __future__ import annotations
 
 import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +16,8 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "benchmarks" / ".work"
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+"""Rounds of every timed comparison (the median is reported); ``BENCH_ROUNDS=1`` for a quick look."""
 os.environ.setdefault("AIRFLOW_HOME", str(ROOT / ".airflow" / "bench"))
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
@@ -28,11 +32,11 @@ def timed(action: Callable[[], Any]) -> float:
 def compare(
     provider: Callable[[], Any],
     baseline: Callable[[], Any],
-    rounds: int,
+    rounds: int = ROUNDS,
     prepare: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
     """
-    Run provider and baseline alternately (the order flips each round) and return the median ratio.
+    Run provider and floor (or peer) alternately (the order flips each round) and return the median ratio.
 
     :param prepare: run before every single timing, untimed (a fresh table, say).
     """
@@ -50,6 +54,18 @@ def compare(
         "baseline_s": statistics.median(baseline_times),
         "rounds": rounds,
     }
+
+
+def median_time(action: Callable[[], Any], rounds: int = ROUNDS) -> float:
+    return statistics.median(timed(action) for _ in range(rounds))
+
+
+def child(code: str, *args: str) -> dict[str, Any]:
+    """Run ``code`` in a fresh Python process; its last line of output is the JSON it reports."""
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT)
+    if done.returncode:
+        raise RuntimeError(f"benchmark child failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def save(results: dict[str, Any]) -> Path:
