@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from airflow_provider_fastly_billing.frames import to_python
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from pathlib import Path
@@ -502,7 +504,8 @@ def _invoices(frames: InvoiceFrames) -> dict[str, dict[str, Any]]:
     """Per load key: the period start, currency, status and statement number of the invoice."""
     out: dict[str, dict[str, Any]] = {}
     seen: dict[tuple[str, str], str] = {}
-    for inv in frames.invoices.to_dict("records"):
+    costs = to_python(frames.invoices["cost"])
+    for inv, cost in zip(frames.invoices.to_dict("records"), costs, strict=True):
         if pd.isna(inv["period_start"]):
             raise FocusError(f"invoice {inv['invoice_id']} of customer {inv['customer_id']} has no billing period")
         same = (inv["customer_id"], inv["invoice_id"])
@@ -516,7 +519,7 @@ def _invoices(frames: InvoiceFrames) -> dict[str, dict[str, Any]]:
             "currency": _text(inv.get("currency_code")) or "USD",
             "status": inv.get("status"),
             "statement_number": inv.get("statement_number"),
-            "cost": inv.get("cost"),
+            "cost": cost,
             "invoice_id": inv["invoice_id"],
             "customer_id": inv["customer_id"],
             "is_estimate": bool(inv["is_estimate"]),
@@ -543,7 +546,7 @@ def _check_totals(frames: InvoiceFrames, invoices: Mapping[str, Mapping[str, Any
 
 def _lists(frame: pd.DataFrame) -> list[list[Any]]:
     """A frame's columns as lists: rows built from them cost a fraction of ``to_dict("records")``."""
-    return [frame[name].tolist() for name in frame.columns]
+    return [to_python(frame[name]) for name in frame.columns]
 
 
 def _originals(items: pd.DataFrame, invoices: Mapping[str, Mapping[str, Any]]) -> dict[str, list[Any]]:
@@ -554,7 +557,7 @@ def _originals(items: pd.DataFrame, invoices: Mapping[str, Mapping[str, Any]]) -
         if sources[0] in INVOICE_FIELDS:
             lists = [[invoices[key][sources[0]] for key in keys]]
         else:
-            lists = [items[name].tolist() for name in sources if name in items.columns]
+            lists = [to_python(items[name]) for name in sources if name in items.columns]
         values = (
             lists[0]
             if len(lists) == 1
@@ -609,8 +612,8 @@ def to_focus(
         for key, name, recurring, setup in zip(
             frames.extras["load_key"],
             frames.extras["name"],
-            frames.extras["recurring"],
-            frames.extras["setup"],
+            to_python(frames.extras["recurring"]),
+            to_python(frames.extras["setup"]),
             strict=True,
         )
         if name

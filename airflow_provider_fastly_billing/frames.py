@@ -11,8 +11,9 @@ and ``customer_id``):
 - ``regions``: one row per region x metric (``bandwidth``, ``requests``, ``percentile``) x tier.
 - ``extras``: one row per ``BillingTotal`` extra.
 
-Money and quantities are ``Decimal`` (object columns): exact from the API to the warehouse. Missing
-fields are nulls; unknown fields land in ``extra`` or ``raw``, so a new Fastly field never breaks a load.
+Money and quantities are Arrow ``decimal128(38, 15)`` columns (``pd.ArrowDtype``; an element is a
+``Decimal`` with 15 fraction digits, a null is ``pd.NA``): exact from the API to the warehouse, and what
+DuckDB and PostgreSQL ingest without a text round trip. Missing fields are nulls; unknown fields land in ``extra`` or ``raw``, so a new Fastly field never breaks a load.
 A value that cannot be stored as it is (a number in another format, NaN, more digits than
 ``DECIMAL(38, 15)``, a date that does not parse, a NUL character, a wrong shape) is a
 :class:`~airflow_provider_fastly_billing.exceptions.FastlyDataError` naming the invoice, line and field:
@@ -33,6 +34,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+import pyarrow as pa
 
 from airflow_provider_fastly_billing.exceptions import FastlyDataError
 from airflow_provider_fastly_billing.validation import PLAIN_DECIMAL
@@ -145,7 +147,9 @@ SCHEMA: dict[str, dict[str, str]] = {
 }
 """Every table's columns and their kinds: string, numeric (Decimal), int, bool, timestamp, json."""
 
-_PANDAS_DTYPE = {"string": object, "json": object, "int": "Int64", "bool": "boolean", "numeric": object}
+MONEY = pa.decimal128(NUMERIC_PRECISION, NUMERIC_SCALE)
+"""The Arrow type of numeric columns: the warehouses' ``DECIMAL(38, 15)``."""
+_PANDAS_DTYPE = {"string": object, "json": object, "int": "Int64", "bool": "boolean"}
 METRICS = ("bandwidth", "requests", "percentile")
 
 
@@ -401,7 +405,7 @@ def _date_or_text(value: Any) -> Any:
 
 def _column(values: list[Any], kind: str) -> Any:
     if kind == "numeric":
-        return pd.Series(_numbers(values), dtype=object)
+        return money(_numbers(values))
     if kind == "timestamp":
         return _timestamps(values)
     if kind == "int":
@@ -409,6 +413,26 @@ def _column(values: list[Any], kind: str) -> Any:
     elif kind == "string":
         values = _strings(values)
     return pd.Series(values, dtype=_PANDAS_DTYPE[kind])
+
+
+def money(values: Sequence[Decimal | None]) -> pd.Series:
+    """Exact numbers as a ``decimal128(38, 15)`` column; each must fit (pyarrow refuses to round)."""
+    return pd.Series(pd.arrays.ArrowExtensionArray(pa.array(values, type=MONEY)), copy=False)
+
+
+def to_python(series: pd.Series) -> list[Any]:
+    """
+    A column's values as Python objects, nulls as ``None``; money as exact ``Decimal``s without the
+    column's trailing fraction zeros (``711.74``, not ``711.740000000000000``), so they read as the API sent them.
+    """
+    if isinstance(series.dtype, pd.ArrowDtype) and pa.types.is_decimal(series.dtype.pyarrow_dtype):
+        return [None if v is None else _trimmed(v) for v in pa.array(series).to_pylist()]
+    return series.tolist()
+
+
+def _trimmed(value: Decimal) -> Decimal:
+    value = value.normalize(_EXACT)
+    return value.quantize(1) if value.as_tuple().exponent > 0 else value
 
 
 def _table(table: str, columns: Mapping[str, list[Any]], length: int) -> pd.DataFrame:

@@ -21,7 +21,6 @@ inside tasks.
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
 import importlib
 import io
@@ -32,6 +31,8 @@ import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 from airflow.sdk import BaseHook
 
 from airflow_provider_fastly_billing.frames import KEY, SCHEMA
@@ -44,10 +45,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}", re.ASCII)
-BATCH_ROWS = 10_000
+BATCH_ROWS = 50_000
 COPY_ROWS = 100_000
 KEY_BATCH = 500
-NULL = "\\N"
 LOCK_TIMEOUT = 600.0
 """Seconds a load waits for other loads of the same warehouse before it fails (default 10 minutes)."""
 
@@ -261,7 +261,8 @@ class Dialect:
         return _datetimes(series.dt.tz_convert("UTC").dt.tz_localize(None))
 
     def money(self, series: pd.Series) -> list[Any]:
-        return list(series)
+        """Exact ``Decimal`` parameters (15 fraction digits), ``None`` for null."""
+        return pa.array(series).to_pylist()
 
     def row_batches(self, table: str, frame: pd.DataFrame) -> Iterator[list[tuple]]:
         """Rows as DB-API parameters, in :data:`SCHEMA` column order: nulls as ``None``."""
@@ -319,11 +320,12 @@ class DuckDB(Dialect):
         self.conn.begin()
 
     def insert(self, table: str, frame: pd.DataFrame) -> None:
+        """The frame as Arrow, scanned by DuckDB natively (money stays ``decimal128``), inserted by column name."""
         columns = SCHEMA[table]
         view = f"fastly_billing_frame_{table}"
         select = ", ".join(f"CAST({c} AS {self.column_type(c, k)})" for c, k in columns.items())
         # On failure the view goes with the connection; unregistering inside an aborted transaction would fail.
-        self.conn.register(view, _decimals_as_text(frame, table))
+        self.conn.register(view, arrow_table(frame, table))
         self.conn.execute(
             f"INSERT INTO {self.tables.qualified(table)} ({', '.join(columns)}) SELECT {select} FROM {view}"
         )
@@ -373,19 +375,24 @@ class PostgreSQL(Dialect):
         self.execute(f"SELECT pg_advisory_xact_lock({self.params.marks(1)})", [lock_id])
 
     def insert(self, table: str, frame: pd.DataFrame) -> None:
+        """
+        The frame as Arrow, encoded by Arrow's CSV writer in chunks, through ``COPY FROM STDIN``.
+
+        Strings are always quoted and nulls never, so an empty string and a null stay apart; money is
+        written with its exact digits. psycopg2 (``copy_expert``) and psycopg 3 (``cursor.copy``) both work.
+        """
         columns = list(SCHEMA[table])
-        if list(frame.columns) != columns:
-            frame = frame[columns]
-        sql = f"COPY {self.tables.qualified(table)} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, NULL '{NULL}')"
-        for start in range(0, len(frame), COPY_ROWS):
-            text = frame.iloc[start : start + COPY_ROWS].to_csv(
-                index=False, header=False, na_rep=NULL, quoting=csv.QUOTE_MINIMAL, date_format="%Y-%m-%dT%H:%M:%S.%f%z"
-            )
+        sql = f"COPY {self.tables.qualified(table)} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)"
+        options = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
+        for batch in arrow_table(frame, table, timestamp_unit="us").to_batches(COPY_ROWS):
+            out = pa.BufferOutputStream()
+            pa_csv.write_csv(batch, out, options)
+            encoded = out.getvalue()
             if hasattr(self.cursor, "copy_expert"):
-                self.cursor.copy_expert(sql, io.StringIO(text))
+                self.cursor.copy_expert(sql, io.BytesIO(encoded.to_pybytes()))
             else:
                 with self.cursor.copy(sql) as copy:
-                    copy.write(text)
+                    copy.write(memoryview(encoded))
 
 
 class SQLite(Dialect):
@@ -426,7 +433,8 @@ class SQLite(Dialect):
         return [None if v is None else v.isoformat() for v in _datetimes(series)]
 
     def money(self, series: pd.Series) -> list[Any]:
-        return [None if v is None else str(v) for v in series]
+        """Plain decimal text without trailing fraction zeros (``1200``, ``0.0075``)."""
+        return [None if v is None else _plain(v) for v in pa.array(series).to_pylist()]
 
 
 class MySQL(Dialect):
@@ -470,10 +478,23 @@ class MySQL(Dialect):
         self.execute(f"SELECT RELEASE_LOCK({self.params.marks(1)})", [self.tables.lock_name()]).fetchall()
 
 
-def _decimals_as_text(frame: pd.DataFrame, name: str) -> pd.DataFrame:
-    """A copy with Decimal columns as exact strings, for engines that would read them as floats."""
-    numeric = [c for c, kind in SCHEMA[name].items() if kind == "numeric"]
-    return frame.assign(**{c: [None if v is None else str(v) for v in frame[c]] for c in numeric})
+def _plain(value: Any) -> str:
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def arrow_table(frame: pd.DataFrame, table: str, *, timestamp_unit: str | None = None) -> pa.Table:
+    """
+    A frame's :data:`SCHEMA` columns, in order, as an Arrow table: what engines ingest without Python objects.
+
+    :param timestamp_unit: cast timestamps to this unit (``"us"``: what PostgreSQL keeps), cutting finer digits.
+    """
+    data = pa.Table.from_pandas(frame[list(SCHEMA[table])], preserve_index=False)
+    if timestamp_unit:
+        stamp = pa.timestamp(timestamp_unit, tz="UTC")
+        schema = pa.schema(f.with_type(stamp) if pa.types.is_timestamp(f.type) else f for f in data.schema)
+        data = data.cast(schema, safe=False)
+    return data.replace_schema_metadata()
 
 
 DIALECTS: dict[str, type[Dialect]] = {

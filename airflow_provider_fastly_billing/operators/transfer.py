@@ -227,7 +227,9 @@ class InvoiceToSqlOperator(BaseOperator):
 def _summary(frames: InvoiceFrames, rows: dict[str, int]) -> dict[str, Any]:
     from decimal import Decimal
 
-    total = sum((c for c in frames.invoices["cost"] if c is not None), Decimal(0))
+    from airflow_provider_fastly_billing.frames import to_python
+
+    total = sum((c for c in to_python(frames.invoices["cost"]) if c is not None), Decimal(0))
     return {
         "load_keys": frames.load_keys,
         "invoice_ids": [str(i) for i in frames.invoices["invoice_id"]],
