@@ -13,7 +13,8 @@ and ``customer_id``):
 
 Money and quantities are Arrow ``decimal128(38, 15)`` columns (``pd.ArrowDtype``; an element is a
 ``Decimal`` with 15 fraction digits, a null is ``pd.NA``): exact from the API to the warehouse, and what
-DuckDB and PostgreSQL ingest without a text round trip. Missing fields are nulls; unknown fields land in ``extra`` or ``raw``, so a new Fastly field never breaks a load.
+DuckDB and PostgreSQL ingest without a text round trip. Missing fields are nulls; unknown fields land in
+``extra`` or ``raw``, so a new Fastly field never breaks a load.
 A value that cannot be stored as it is (a number in another format, NaN, more digits than
 ``DECIMAL(38, 15)``, a date that does not parse, a NUL character, a wrong shape) is a
 :class:`~airflow_provider_fastly_billing.exceptions.FastlyDataError` naming the invoice, line and field:

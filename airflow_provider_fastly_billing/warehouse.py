@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 from airflow.sdk import BaseHook
 
@@ -379,12 +380,13 @@ class PostgreSQL(Dialect):
         The frame as Arrow, encoded by Arrow's CSV writer in chunks, through ``COPY FROM STDIN``.
 
         Strings are always quoted and nulls never, so an empty string and a null stay apart; money is
-        written with its exact digits. psycopg2 (``copy_expert``) and psycopg 3 (``cursor.copy``) both work.
+        written with its exact digits, times in UTC. psycopg2 (``copy_expert``) and psycopg 3
+        (``cursor.copy``) both work.
         """
         columns = list(SCHEMA[table])
         sql = f"COPY {self.tables.qualified(table)} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)"
         options = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
-        for batch in arrow_table(frame, table, timestamp_unit="us").to_batches(COPY_ROWS):
+        for batch in _as_text(arrow_table(frame, table, timestamp_unit="us")).to_batches(COPY_ROWS):
             out = pa.BufferOutputStream()
             pa_csv.write_csv(batch, out, options)
             encoded = out.getvalue()
@@ -495,6 +497,23 @@ def arrow_table(frame: pd.DataFrame, table: str, *, timestamp_unit: str | None =
         schema = pa.schema(f.with_type(stamp) if pa.types.is_timestamp(f.type) else f for f in data.schema)
         data = data.cast(schema, safe=False)
     return data.replace_schema_metadata()
+
+
+def _as_text(data: pa.Table) -> pa.Table:
+    """
+    Money and UTC times as text, by Arrow's casts: several times faster than its CSV writer formats them.
+
+    Money keeps every digit; a time reads ``2025-06-01 00:00:00.000000+00``, so no session time zone applies.
+    """
+    columns = []
+    for column in data.columns:
+        if pa.types.is_decimal(column.type):
+            column = pc.cast(column, pa.string())
+        elif pa.types.is_timestamp(column.type):
+            naive = pc.cast(column, pa.timestamp(column.type.unit))
+            column = pc.binary_join_element_wise(pc.cast(naive, pa.string()), "+00", "")
+        columns.append(column)
+    return pa.table(columns, names=data.column_names)
 
 
 DIALECTS: dict[str, type[Dialect]] = {

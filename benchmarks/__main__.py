@@ -8,7 +8,7 @@ import sys
 
 from benchmarks.common import save
 
-BENCHMARKS = ("http", "frames", "load", "memory", "parse", "fanout")
+BENCHMARKS = ("http", "frames", "load", "fanout", "memory", "peer", "parse")
 
 
 def main(names: list[str]) -> None:

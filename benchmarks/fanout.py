@@ -1,4 +1,4 @@
-"""500 account customers' invoices at 50 ms a call: InvoiceToSqlOperator's pool versus one by one."""
+"""Row 5: peak RSS of InvoiceToSqlOperator loading 1,000 and 10,000 account customers' invoices (child processes)."""
 
 from __future__ import annotations
 
@@ -7,35 +7,44 @@ import os
 import shutil
 from typing import Any
 
-from airflow_provider_fastly_billing.operators.transfer import InvoiceToSqlOperator
 from airflow_provider_fastly_billing.testing import FastlySimulator
-from benchmarks.common import WORK, compare
+from benchmarks.common import WORK, child
 
-CUSTOMERS = 500
-LATENCY = 0.05
-RATE_LIMIT = 1_200  # requests per window, as an account's hourly budget would be
-ROUNDS = 1
+COUNTS = (1_000, 10_000)
+TARGET_MB = 400
+TARGET_GROWTH = 0.25
+CHILD = """
+import json, resource, sys
+from datetime import datetime, timezone
+from types import SimpleNamespace
+from airflow_provider_fastly_billing.operators.transfer import InvoiceToSqlOperator
+pairs = json.load(open(sys.argv[1]))
+run = SimpleNamespace(logical_date=None, run_after=datetime.now(timezone.utc))
+summary = InvoiceToSqlOperator(task_id="fan", invoices=pairs, max_workers=8).execute({"dag_run": run})
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"peak_mb": peak, "invoices": len(summary["invoice_ids"]), "rows": summary["rows"]}))
+"""
 
 
 def run() -> dict[str, Any]:
     folder = WORK / "fanout"
-    with FastlySimulator(account_customers=CUSTOMERS, latency=LATENCY, rate_limit=RATE_LIMIT) as sim:
+    per_customer = 34
+    with FastlySimulator(account_customers=-(-max(COUNTS) // per_customer)) as sim:
+        pairs = [(c, i) for c in sim.customers for i in sim.invoice_ids(c)[:per_customer]]
         os.environ["AIRFLOW_CONN_FASTLY_DEFAULT"] = json.dumps(sim.connection())
-        os.environ["AIRFLOW_CONN_FASTLY_WAREHOUSE"] = json.dumps(
-            {"conn_type": "duckdb", "host": str(folder / "w.duckdb")}
-        )
-        pairs = [(c, sim.invoice_ids(c)[-2]) for c in sim.customers]
-
-        def fresh() -> None:
+        results: dict[str, Any] = {}
+        for count in COUNTS:
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True)
-
-        def load(workers: int) -> None:
-            summary = InvoiceToSqlOperator(task_id=f"load_{workers}", invoices=pairs, max_workers=workers).execute({})
-            assert len(summary["invoice_ids"]) == CUSTOMERS
-
-        result = compare(lambda: load(8), lambda: load(1), ROUNDS, prepare=fresh)
-        requests, limited, peak = len(sim.billing_requests()), sim.rate_limited, sim.max_in_flight
-    met = result["ratio"] <= 0.2 and limited == 0
-    return {**result, "customers": CUSTOMERS, "requests": requests, "rate_limited_429s": limited,
-            "peak_concurrency": peak, "target": "<= 0.2 and no 429", "met": met}  # fmt: skip
+            os.environ["AIRFLOW_CONN_FASTLY_WAREHOUSE"] = json.dumps(
+                {"conn_type": "duckdb", "host": str(folder / "w.duckdb")}
+            )
+            listed = folder / "pairs.json"
+            listed.write_text(json.dumps(pairs[:count]))
+            outcome = child(CHILD, str(listed))
+            assert outcome["invoices"] == count, outcome
+            results[f"invoices_{count}"] = outcome
+    low, high = (results[f"invoices_{c}"]["peak_mb"] for c in COUNTS)
+    growth = high / low - 1
+    return {**results, "growth": growth, "target": f"<= {TARGET_MB} MB at {COUNTS[1]:,}, growth <= 25%",
+            "met": high <= TARGET_MB and growth <= TARGET_GROWTH}  # fmt: skip

@@ -18,7 +18,7 @@ import psycopg2
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from airflow_provider_fastly_billing.frames import SCHEMA, invoice_to_frames
+from airflow_provider_fastly_billing.frames import KEY, SCHEMA, invoice_to_frames
 from airflow_provider_fastly_billing.hooks.billing import parse_json
 from airflow_provider_fastly_billing.testing.simulator import to_json
 from airflow_provider_fastly_billing.warehouse import DuckDB, PostgreSQL, load_frames
@@ -34,14 +34,12 @@ ARROW = {"string": pa.string(), "json": pa.string(), "numeric": MONEY, "int": pa
 
 def _floor_table(frames: Any) -> pa.Table:
     """The line items as an Arrow table of the warehouse's exact types (built untimed: the floor's input)."""
-    schema = pa.schema([(c, pa.string() if c in ("load_key", "api_version", "invoice_id", "customer_id")
-                         else ARROW[k]) for c, k in SCHEMA["line_items"].items()])  # fmt: skip
+    schema = pa.schema([(c, pa.string() if c in KEY else ARROW[k]) for c, k in SCHEMA["line_items"].items()])
     return pa.Table.from_pandas(frames.line_items, preserve_index=False).cast(schema)
 
 
 def _create(dialect: type, table: str) -> str:
-    body = ", ".join(f"{c} {dialect.types['key' if c in ('load_key', 'api_version', 'invoice_id', 'customer_id') else k]}"
-                     for c, k in SCHEMA["line_items"].items())  # fmt: skip
+    body = ", ".join(f"{c} {dialect.types['key' if c in KEY else k]}" for c, k in SCHEMA["line_items"].items())
     return f"CREATE TABLE {table} ({body})"
 
 
@@ -116,7 +114,6 @@ def run() -> dict[str, Any]:
         "frames_s": median_time(lambda: invoice_to_frames(invoice), stage_rounds),
         "body_mb": len(body) / (1 << 20),
     }
-    del body, invoice
     floor = _floor_table(frames)
     results: dict[str, Any] = {"stages": stages}
     for name, bench in (("duckdb", _duckdb), ("postgres", _postgres)):

@@ -1,59 +1,57 @@
-"""A 200 MB PDF through download_invoice: peak RSS growth of a child process, against reading it whole."""
+"""Row 6: one ~200 MB JSON invoice fetched, turned into frames and loaded into DuckDB: peak RSS growth per body."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import os
+import shutil
 from typing import Any
 
 from airflow_provider_fastly_billing.testing import FastlySimulator
-from benchmarks.common import WORK
+from airflow_provider_fastly_billing.testing.simulator import to_json
+from benchmarks.common import WORK, child
+from benchmarks.frames import big_invoice
 
-SIZE = 200 << 20
-TARGET_MB = 32
+BODY_MB = 200
+TARGET = 3.0
 CHILD = """
-import json, os, resource, sys
-import requests
+import json, resource, sys
+from airflow_provider_fastly_billing.frames import invoice_to_frames
 from airflow_provider_fastly_billing.hooks.billing import BillingHook
-url, token, mode, target = sys.argv[1:5]
-os.environ["AIRFLOW_CONN_FASTLY_BENCH"] = json.dumps({"conn_type": "fastly", "host": url, "password": token})
+from airflow_provider_fastly_billing.warehouse import load_frames
 hook = BillingHook("fastly_bench")
-hook.download_invoice(target, fmt="csv", year=2025, month=1)   # warm-up: every import and the session
-requests.get(url + "/billing/v2/year/2025/month/01", headers={"Fastly-Key": token, "Accept": "text/csv"})
+load_frames(invoice_to_frames(hook.get_invoice(2025, 1)), "fastly_bench_warehouse")  # warm-up: imports, session
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-if mode == "provider":
-    hook.download_invoice(target, fmt="pdf", year=2025, month=1)
-else:
-    headers = {"Fastly-Key": token, "Accept": "application/pdf"}
-    answer = requests.get(url + "/billing/v2/year/2025/month/01", headers=headers)
-    with open(target, "wb") as out:
-        out.write(answer.content)
+rows = load_frames(invoice_to_frames(hook.get_invoice(2025, 6)), "fastly_bench_warehouse")
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"growth_mb": (after - before) / 1024, "bytes": os.path.getsize(target)}))
+print(json.dumps({"growth_mb": (after - before) / 1024, "peak_mb": after / 1024, "line_items": rows["line_items"]}))
 """
 
 
-def _child(sim: FastlySimulator, mode: str) -> dict[str, Any]:
-    target = WORK / f"{mode}.pdf"
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD, sim.url, sim.token, mode, str(target)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    target.unlink()
-    return json.loads(done.stdout.strip().splitlines()[-1])
+class _BigAnswer(FastlySimulator):
+    """The simulator, answering June 2025 with one large invoice."""
+
+    def __init__(self, invoice: dict[str, Any]) -> None:
+        super().__init__()
+        self.big = invoice
+
+    def invoice(self, customer_id: str, year: int, month: int) -> dict[str, Any]:
+        return self.big if (year, month) == (2025, 6) else super().invoice(customer_id, year, month)
 
 
 def run() -> dict[str, Any]:
-    WORK.mkdir(parents=True, exist_ok=True)
-    with FastlySimulator(pdf_padding=SIZE) as sim:
-        provider, baseline = _child(sim, "provider"), _child(sim, "baseline")
-    assert provider["bytes"] == baseline["bytes"] >= SIZE
-    return {
-        "file_mb": provider["bytes"] / (1 << 20),
-        "provider_growth_mb": provider["growth_mb"],
-        "baseline_growth_mb": baseline["growth_mb"],
-        "ratio": provider["growth_mb"] / baseline["growth_mb"],
-        "target": f"<= {TARGET_MB} MB growth",
-        "met": provider["growth_mb"] <= TARGET_MB,
-    }
+    per_item = len(to_json(big_invoice(1_000))) / 1_000
+    invoice = big_invoice(int(BODY_MB * (1 << 20) / per_item))
+    body_mb = len(to_json(invoice)) / (1 << 20)
+    folder = WORK / "memory"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    with _BigAnswer(invoice) as sim:
+        conn = {**sim.connection(), "extra": json.dumps({"max_body_bytes": 1 << 30})}
+        os.environ["AIRFLOW_CONN_FASTLY_BENCH"] = json.dumps(conn)
+        os.environ["AIRFLOW_CONN_FASTLY_BENCH_WAREHOUSE"] = json.dumps(
+            {"conn_type": "duckdb", "host": str(folder / "w.duckdb")}
+        )
+        outcome = child(CHILD)
+    ratio = outcome["growth_mb"] / body_mb
+    return {**outcome, "body_mb": body_mb, "ratio": ratio, "target": f"<= {TARGET}x the body", "met": ratio <= TARGET}
