@@ -612,3 +612,77 @@ def _replace(dialect: Dialect, frames: InvoiceFrames) -> None:
     finally:
         with contextlib.suppress(Exception):
             dialect.release()
+
+
+class Load:
+    """
+    One all-or-nothing load written in parts: ``with Load(conn_id) as load: load.write(frames)``, repeatedly.
+
+    Entering locks and prepares the tables as :func:`load_frames` does; each :meth:`write` replaces the loads
+    its frames hold; leaving commits, or rolls everything back on any exception. A caller with many
+    invoices builds and writes their frames part by part, so memory holds one part, not all of them.
+    Parameters as for :func:`load_frames`.
+    """
+
+    def __init__(
+        self,
+        conn_id: str,
+        *,
+        schema: str | None = None,
+        table_prefix: str = "fastly_",
+        lock_timeout: float | None = None,
+    ) -> None:
+        check_identifier(schema, "schema")
+        check_identifier(table_prefix, "table_prefix")
+        self.conn_id, self.tables, self.lock_timeout = conn_id, Tables(schema, table_prefix), lock_timeout
+        self.rows = dict.fromkeys(SCHEMA, 0)
+        """Rows written so far, per table."""
+        self.dialect: Dialect | None = None
+
+    def __enter__(self) -> Load:
+        from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+        hook = BaseHook.get_hook(self.conn_id)
+        if not isinstance(hook, DbApiHook):
+            raise TypeError(f"connection {self.conn_id!r} is not a SQL database connection ({type(hook).__name__})")
+        timeout = _lock_timeout(self.lock_timeout, hook)
+        conn = _connect(hook, timeout)
+        try:
+            self.dialect = DIALECTS.get(_driver(conn), Dialect)(hook, conn, self.tables, timeout)
+            self.dialect.begin()
+            self.dialect.lock()
+            self.dialect.prepare()
+        except BaseException as exc:
+            self._end(conn, exc)
+            raise
+        return self
+
+    def write(self, frames: InvoiceFrames) -> None:
+        """Replace the loads ``frames`` hold with their rows, inside the load's transaction."""
+        if self.dialect is None:
+            raise RuntimeError("write inside `with Load(...) as load:` only")
+        self.dialect.delete(frames.load_keys)
+        for name, frame in frames.tables.items():
+            if not frame.empty:
+                self.dialect.insert(name, frame)
+            self.rows[name] += len(frame)
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if self.dialect is not None:
+            self._end(self.dialect.conn, exc)
+
+    def _end(self, conn: Any, exc: BaseException | None) -> None:
+        """Commit (or, after ``exc``, roll back), release the lock and close the connection."""
+        dialect, self.dialect = self.dialect, None
+        try:
+            if exc is None:
+                conn.commit()
+            else:
+                # A dropped connection cannot roll back, but its server already has: keep the original error.
+                with contextlib.suppress(Exception):
+                    conn.rollback()
+        finally:
+            if dialect is not None:
+                with contextlib.suppress(Exception):
+                    dialect.release()
+            conn.close()

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import calendar
 import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timezone
+from decimal import Decimal
 from functools import cached_property
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -17,11 +20,15 @@ from airflow_provider_fastly_billing.operators.billing import default_deferrable
 from airflow_provider_fastly_billing.operators.macros import run_date
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
     from airflow.sdk import Context
 
     from airflow_provider_fastly_billing.frames import InvoiceFrames
+
+
+PART_SIZE = 100
+"""Invoices fetched, converted and written at a time by a fan-out: memory holds about two parts of answers."""
 
 
 class InvoiceToSqlOperator(BaseOperator):
@@ -145,11 +152,11 @@ class InvoiceToSqlOperator(BaseOperator):
         if mode == "period":
             return self._load(self._invoices_of_month(*what), [], context)
         if mode == "invoices":
-            return self._load(self._fan_out(self._invoice, what), [], context)
+            return self._load_parts(((part, []) for part in self._fan_out(self._invoice, what)), context)
         if len(what) == 1:
             defer = self.defer if self.deferrable else None
             return self._load([], [self._estimate_of(self.hook, what[0], defer)], context)
-        return self._load([], self._fan_out(self._estimate_of, what), context)
+        return self._load_parts((([], part) for part in self._fan_out(self._estimate_of, what)), context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after deferral with the estimate, and load it."""
@@ -185,10 +192,12 @@ class InvoiceToSqlOperator(BaseOperator):
 
     def _fan_out(
         self, fetch: Callable[[BillingHook, Any], dict[str, Any]], items: Sequence[Any]
-    ) -> list[dict[str, Any]]:
+    ) -> Iterator[list[Any]]:
         """
-        Fetch ``items`` with a bounded pool; any failure fails the task before anything is loaded.
+        Fetch ``items`` (each once) with a bounded pool, in order, in parts of :data:`PART_SIZE` answers.
 
+        The pool runs at most one part ahead of the caller, so memory holds about two parts of answers however
+        many items there are. A failure raises where its part is reached: the caller's transaction rolls back.
         Each pool thread gets a hook, and so an HTTP session, of its own. The thread-local lives only for
         this call: an operator holds no per-thread state, so Airflow can deep-copy it.
         """
@@ -199,40 +208,57 @@ class InvoiceToSqlOperator(BaseOperator):
                 local.hook = BillingHook(self.fastly_conn_id)
             return fetch(local.hook, item)
 
+        pending = iter(dict.fromkeys(items))
         workers = min(int(self.max_workers), len(items))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastly") as pool:
-            return list(pool.map(fetch_in_thread, items))
+            futures = deque(pool.submit(fetch_in_thread, item) for item in islice(pending, 2 * PART_SIZE))
+            try:
+                while futures:
+                    part = [futures.popleft().result() for _ in range(min(PART_SIZE, len(futures)))]
+                    futures.extend(pool.submit(fetch_in_thread, item) for item in islice(pending, PART_SIZE))
+                    yield part
+            finally:
+                for future in futures:
+                    future.cancel()
 
     def _load(
         self, invoices: list[dict[str, Any]], estimates: list[dict[str, Any]], context: Context
     ) -> dict[str, Any]:
-        """Build the frames of everything fetched at once, and load them in one transaction."""
-        from airflow_provider_fastly_billing.frames import InvoiceFrames, estimates_to_frames, invoices_to_frames
-        from airflow_provider_fastly_billing.warehouse import load_frames
+        """Load what was fetched in one transaction."""
+        return self._load_parts([(invoices, estimates)], context)
 
-        for estimate in estimates:
-            if self.estimate_for and estimate.get("customer_id") not in self.estimate_for:
-                raise ValueError(f"the estimate is for customer {estimate.get('customer_id')}, not {self.estimate_for}")
+    def _load_parts(
+        self, parts: Iterable[tuple[list[dict[str, Any]], list[dict[str, Any]]]], context: Context
+    ) -> dict[str, Any]:
+        """Build each part's frames and write them, all parts in one transaction; a part's answers go once written."""
+        from airflow_provider_fastly_billing.frames import InvoiceFrames, estimates_to_frames, invoices_to_frames
+        from airflow_provider_fastly_billing.warehouse import Load
+
         fetched_at = datetime.now(timezone.utc)
         snapshot = run_date(context["dag_run"]).date()
-        frames = InvoiceFrames.concat(
-            [invoices_to_frames(invoices, fetched_at), estimates_to_frames(estimates, fetched_at, snapshot)]
-        )
-        rows = load_frames(frames, self.warehouse_conn_id, schema=self.schema, table_prefix=self.table_prefix)
-        summary = _summary(frames, rows)
-        self.log.info("Loaded %s into %s: %s", summary["invoice_ids"], self.warehouse_conn_id, rows)
+        summary: dict[str, Any] = {"load_keys": [], "invoice_ids": [], "total_cost": Decimal(0)}
+        with Load(self.warehouse_conn_id, schema=self.schema, table_prefix=self.table_prefix) as load:
+            for invoices, estimates in parts:
+                for estimate in estimates:
+                    if self.estimate_for and estimate.get("customer_id") not in self.estimate_for:
+                        raise ValueError(
+                            f"the estimate is for customer {estimate.get('customer_id')}, not {self.estimate_for}"
+                        )
+                frames = InvoiceFrames.concat(
+                    [invoices_to_frames(invoices, fetched_at), estimates_to_frames(estimates, fetched_at, snapshot)]
+                )
+                del invoices, estimates
+                load.write(frames)
+                _add_summary(summary, frames)
+        summary = {**summary, "rows": load.rows, "total_cost": str(summary["total_cost"])}
+        self.log.info("Loaded %s into %s: %s", summary["invoice_ids"], self.warehouse_conn_id, load.rows)
         return summary
 
 
-def _summary(frames: InvoiceFrames, rows: dict[str, int]) -> dict[str, Any]:
-    from decimal import Decimal
-
+def _add_summary(summary: dict[str, Any], frames: InvoiceFrames) -> None:
+    """Add a part's load keys, invoice ids and total cost (exact) to the task's summary."""
     from airflow_provider_fastly_billing.frames import to_python
 
-    total = sum((c for c in to_python(frames.invoices["cost"]) if c is not None), Decimal(0))
-    return {
-        "load_keys": frames.load_keys,
-        "invoice_ids": [str(i) for i in frames.invoices["invoice_id"]],
-        "rows": rows,
-        "total_cost": str(total),
-    }
+    summary["load_keys"] += frames.load_keys
+    summary["invoice_ids"] += [str(i) for i in frames.invoices["invoice_id"]]
+    summary["total_cost"] += sum((c for c in to_python(frames.invoices["cost"]) if c is not None), Decimal(0))

@@ -28,6 +28,7 @@ from airflow_provider_fastly_billing.frames import (
     estimates_to_frames,
     invoice_to_frames,
     invoices_to_frames,
+    to_python,
 )
 from airflow_provider_fastly_billing.hooks.billing import parse_json
 from airflow_provider_fastly_billing.testing import FastlySimulator
@@ -421,7 +422,7 @@ def test_any_junk_anywhere_is_stored_exactly_or_refused_as_data(changes: list[tu
     for table, columns in SCHEMA.items():
         for column, kind in columns.items():
             if kind == "numeric":
-                for value in frames.tables[table][column]:
+                for value in to_python(frames.tables[table][column]):
                     assert value is None or (type(value) is Decimal and value.is_finite())
                     assert value is None or -(10**23) < value < 10**23
 
