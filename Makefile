@@ -62,7 +62,9 @@ test-deployment: install
 demo: install focus-validator
 	$(BIN)/python dags_examples/demo.py
 
+# Each benchmark against the floor or the peer (dlt, from the [bench] extra); about 10-15 minutes on 2 cores.
 bench: install
+	$(UV) pip install --quiet --python $(BIN)/python -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks
 
 clean:

@@ -6,6 +6,7 @@ import importlib
 import json
 import sys
 
+from benchmarks import table
 from benchmarks.common import save
 
 BENCHMARKS = ("http", "frames", "load", "fanout", "memory", "peer", "parse")
@@ -17,7 +18,8 @@ def main(names: list[str]) -> None:
         print(f"== {name}", flush=True)
         results[name] = importlib.import_module(f"benchmarks.{name}").run()
         print(json.dumps(results[name], indent=2), flush=True)
-    print(f"\nResults: {save(results)}")
+    print(f"\nResults: {save(results)}\n")
+    table.main()
 
 
 if __name__ == "__main__":
