@@ -469,10 +469,13 @@ def _frames_of(docs: Sequence[_Doc]) -> InvoiceFrames:
     tables = {}
     for name, columns in SCHEMA.items():
         lengths = [len(doc.tables[name].get("load_key", ())) for doc in docs]
-        merged: dict[str, list[Any]] = {column: [] for column in columns}
-        for doc, length in zip(docs, lengths, strict=True):
-            for column, values in merged.items():
-                values.extend(doc.tables[name].get(column) or [None] * length)
+        if len(docs) == 1:  # one large answer: its columns as they are, not a second copy
+            merged = {column: docs[0].tables[name].get(column) or [None] * lengths[0] for column in columns}
+        else:
+            merged = {column: [] for column in columns}
+            for doc, length in zip(docs, lengths, strict=True):
+                for column, values in merged.items():
+                    values.extend(doc.tables[name].get(column) or [None] * length)
         try:
             tables[name] = _table(name, merged, sum(lengths))
         except _BadValue as bad:
