@@ -187,3 +187,37 @@ def test_placeholders_follow_each_dbapi_paramstyle(driver: str, style: str, sql:
     cursor.execute(sql, params.bind(["a", "b"]))
     assert cursor.fetchall() == [("ab",)]
     conn.close()
+
+
+@pytest.mark.parametrize("driver", ["psycopg2", "psycopg"])
+def test_postgres_copy_is_exact_with_either_driver(driver: str) -> None:
+    """The COPY path with psycopg2 (copy_expert) and psycopg 3 (cursor.copy): every cent, '' apart from NULL."""
+    import importlib
+    import uuid
+
+    from airflow_provider_fastly_billing.warehouse import PostgreSQL, Tables, _replace
+    from tests.conftest import postgres_available
+
+    if not postgres_available():
+        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+    doc = invoice(3)
+    doc["line_items"][0]["credit_coupon_code"] = ""
+    doc["line_items"][1]["credit_coupon_code"] = None
+    doc["line_items"][2]["amount"] = Decimal("12345678.123456789012345")
+    frames = frames_of(doc)
+    schema = f"copy_{driver}_{uuid.uuid4().hex[:8]}"
+    conn = importlib.import_module(driver).connect(host="127.0.0.1", user="postgres", dbname="test")
+    try:
+        _replace(PostgreSQL(None, conn, Tables(schema, "fastly_"), 10.0), frames)
+        cursor = conn.cursor()
+        cursor.execute(
+            f"SELECT amount, credit_coupon_code, created_at FROM {schema}.fastly_line_items ORDER BY line_number"
+        )
+        rows = cursor.fetchall()
+        assert [r[0] for r in rows] == [i["amount"] for i in doc["line_items"]]
+        assert rows[0][1] == "" and rows[1][1] is None
+        assert rows[0][2] == frames.line_items["created_at"][0].to_pydatetime()
+        cursor.execute(f"DROP SCHEMA {schema} CASCADE")
+        conn.commit()
+    finally:
+        conn.close()
