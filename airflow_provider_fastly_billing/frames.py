@@ -31,7 +31,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact, localcontext
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -612,15 +611,8 @@ def _with_key(key: Mapping[str, Any], n: int, columns: dict[str, list[Any]]) -> 
 
 
 def _columns_of(items: list[Mapping[str, Any]], names: Sequence[str]) -> dict[str, list[Any]]:
-    """Columns of ``names`` from a list of dicts; a missing key is a null."""
-    if not items:
-        return {name: [] for name in names}
-    getter = itemgetter(*names)
-    try:
-        rows = [getter(item) for item in items]
-    except KeyError:
-        rows = [tuple(item.get(name) for name in names) for item in items]
-    return {name: list(values) for name, values in zip(names, zip(*rows, strict=False), strict=False)}
+    """Columns of ``names`` from a list of dicts, one pass per column (no row tuples); a missing key is a null."""
+    return {name: [item.get(name) for item in items] for name in names}
 
 
 def _line_items(
