@@ -60,6 +60,15 @@ def median_time(action: Callable[[], Any], rounds: int = ROUNDS) -> float:
     return statistics.median(timed(action) for _ in range(rounds))
 
 
+PEAK_RSS = """
+def peak_mb():
+    # VmHWM, not getrusage: Linux keeps ru_maxrss across exec, so a child of a large parent would report the parent's.
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+"""
+"""Code for a child process: ``peak_mb()``, its own peak resident memory so far."""
+
+
 def child(code: str, *args: str) -> dict[str, Any]:
     """Run ``code`` in a fresh Python process; its last line of output is the JSON it reports."""
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT)

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg2
 
 from airflow_provider_fastly_billing.testing import FastlySimulator
-from benchmarks.common import WORK, child
+from benchmarks.common import PEAK_RSS, WORK, child
 
 COUNTS = (1_000, 10_000)
 PER_CUSTOMER = 34
@@ -23,8 +23,10 @@ TARGET_MB = 400
 TARGET_GROWTH = 0.25
 POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
 SCHEMA = "bench_fanout"
-CHILD = """
-import json, resource, sys
+CHILD = (
+    PEAK_RSS
+    + """
+import json, sys
 from datetime import datetime, timezone
 from types import SimpleNamespace
 from airflow_provider_fastly_billing.operators.transfer import InvoiceToSqlOperator
@@ -32,9 +34,9 @@ pairs = json.load(open(sys.argv[1]))
 run = SimpleNamespace(logical_date=None, run_after=datetime.now(timezone.utc))
 operator = InvoiceToSqlOperator(task_id="fan", invoices=pairs, max_workers=8, schema=sys.argv[2] or None)
 summary = operator.execute({"dag_run": run})
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"peak_mb": peak, "invoices": len(summary["invoice_ids"]), "rows": summary["rows"]}))
+print(json.dumps({"peak_mb": peak_mb(), "invoices": len(summary["invoice_ids"]), "rows": summary["rows"]}))
 """
+)
 
 
 def _fresh(warehouse: str) -> str:

@@ -9,23 +9,26 @@ from typing import Any
 
 from airflow_provider_fastly_billing.testing import FastlySimulator
 from airflow_provider_fastly_billing.testing.simulator import to_json
-from benchmarks.common import WORK, child
+from benchmarks.common import PEAK_RSS, WORK, child
 from benchmarks.frames import big_invoice
 
 BODY_MB = 200
 TARGET = 3.0
-CHILD = """
-import json, resource, sys
+CHILD = (
+    PEAK_RSS
+    + """
+import json, sys
 from airflow_provider_fastly_billing.frames import invoice_to_frames
 from airflow_provider_fastly_billing.hooks.billing import BillingHook
 from airflow_provider_fastly_billing.warehouse import load_frames
 hook = BillingHook("fastly_bench")
 load_frames(invoice_to_frames(hook.get_invoice(2025, 1)), "fastly_bench_warehouse")  # warm-up: imports, session
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_mb()
 rows = load_frames(invoice_to_frames(hook.get_invoice(2025, 6)), "fastly_bench_warehouse")
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"growth_mb": (after - before) / 1024, "peak_mb": after / 1024, "line_items": rows["line_items"]}))
+after = peak_mb()
+print(json.dumps({"growth_mb": after - before, "peak_mb": after, "line_items": rows["line_items"]}))
 """
+)
 
 
 class _BigAnswer(FastlySimulator):
