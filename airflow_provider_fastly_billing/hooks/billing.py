@@ -339,7 +339,8 @@ class BillingHook(BaseHook):
             item
             for params in usage.usage_metrics_requests(start_month, end_month)
             for item in usage.usage_metrics_items(
-                self._get_json(usage.USAGE_METRICS_PATH, params) or {}, usage.where(usage.USAGE_METRICS_PATH, params)
+                self._get_json(usage.USAGE_METRICS_PATH, params) or {},
+                transport.path_with_query(usage.USAGE_METRICS_PATH, params),
             )
         ]
 
@@ -380,9 +381,12 @@ class BillingHook(BaseHook):
             page_size=page_size,
         )
         path = usage.SERVICE_USAGE_PATH
-        return usage.walk_cursor(
+        where = transport.path_with_query(path, params)
+        return v3.walk(
             lambda query: self._get_json(path, query) or {},
-            params,
-            lambda answer, query: usage.service_usage_page(answer, query, usage.where(path, query)),
             path,
+            params,
+            items=lambda answer: usage.service_usage_rows(answer, params, where),
+            secret=self.settings.token,
+            meta=usage.service_usage_meta,
         )
