@@ -1,5 +1,10 @@
 """
-Loading invoice frames into any SQL warehouse behind an Airflow connection, all or nothing.
+Loading invoice frames, and the tables derived from them, into any SQL warehouse behind an Airflow connection.
+
+Every table the provider writes is one entry of :data:`TABLES` (name -> columns and kinds, the columns
+that make an existing table ours, its primary key). A load is data too: for each table it writes, the
+rows (:class:`Rows`) and the load keys whose old rows they replace. :func:`load_tables` writes any such
+set in one go; :func:`load_frames` is the invoice load (its four tables, and ``focus`` on request).
 
 :func:`load_frames` writes through one small :class:`Dialect` per engine, chosen from the DB-API driver
 behind the connection (:data:`DIALECTS`): DuckDB, PostgreSQL, SQLite, MySQL/MariaDB, and a generic class
@@ -29,17 +34,24 @@ import logging
 import random
 import re
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import pandas as pd
 from airflow.sdk import BaseHook
 
-from airflow_provider_fastly_billing.frames import KEY, SCHEMA
+from airflow_provider_fastly_billing.allocation import SCHEMA as ALLOCATION_SCHEMA
+from airflow_provider_fastly_billing.focus import TABLE_SCHEMA as FOCUS_SCHEMA
+from airflow_provider_fastly_billing.focus import FocusError, to_focus_table
+from airflow_provider_fastly_billing.frames import KEY, NUMERIC_PRECISION, NUMERIC_SCALE, _all_fit, _misfit
+from airflow_provider_fastly_billing.frames import SCHEMA as INVOICE_SCHEMA
+from airflow_provider_fastly_billing.usage import SCHEMA as USAGE_SCHEMA
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
 
     from airflow_provider_fastly_billing.frames import InvoiceFrames
+
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +62,49 @@ KEY_BATCH = 500
 NULL = "\\N"
 LOCK_TIMEOUT = 600.0
 """Seconds a load waits for other loads of the same warehouse before it fails (default 10 minutes)."""
+
+
+DECIMAL = f"DECIMAL({NUMERIC_PRECISION}, {NUMERIC_SCALE})"
+
+
+@dataclass(frozen=True)
+class Table:
+    """
+    One warehouse table: its columns and their kinds, the columns that make an existing table of its name ours.
+
+    :param columns: column -> kind (``string``, ``json``, ``numeric``, ``int``, ``bool``, ``timestamp``).
+    :param key: columns an existing table must have to be written into (and typed as keys).
+    :param primary_key: the column that is the table's primary key, if any.
+    """
+
+    columns: Mapping[str, str]
+    key: tuple[str, ...] = tuple(KEY)
+    primary_key: str | None = None
+
+
+USAGE_KEY = ("load_key", "customer_id", "month")
+TABLES: dict[str, Table] = {
+    **{
+        name: Table(columns, primary_key="load_key" if name == "invoices" else None)
+        for name, columns in INVOICE_SCHEMA.items()
+    },
+    "focus": Table(FOCUS_SCHEMA),
+    **{name: Table(columns, USAGE_KEY) for name, columns in USAGE_SCHEMA.items()},
+    **{name: Table(columns) for name, columns in ALLOCATION_SCHEMA.items()},
+}
+"""Every table the provider writes, by name without prefix: invoice tables (keyed by the invoice's
+``load_key``), ``focus`` and ``service_costs`` (the invoice's ``load_key`` too), the usage tables
+(``usage/<customer>/<month>``)."""
+SCHEMA: dict[str, Mapping[str, str]] = {name: table.columns for name, table in TABLES.items()}
+"""Columns and kinds of every table of :data:`TABLES`."""
+KEY_COLUMNS = frozenset(column for table in TABLES.values() for column in table.key)
+
+
+class Rows(NamedTuple):
+    """One table's part of a load: its new rows and the load keys whose old rows they replace."""
+
+    frame: pd.DataFrame
+    load_keys: Sequence[str]
 
 
 def check_identifier(value: str | None, what: str) -> None:
@@ -72,7 +127,7 @@ def _lock_id(key: bytes) -> int:
 
 
 class Tables:
-    """The four qualified table names of one ``schema`` and ``table_prefix``."""
+    """The qualified table names of one ``schema`` and ``table_prefix``."""
 
     def __init__(self, schema: str | None, prefix: str) -> None:
         self.schema, self.prefix = schema, prefix
@@ -84,7 +139,7 @@ class Tables:
         return f"{self.schema + '.' if self.schema else ''}{self.prefix}{table}"
 
     def lock_key(self) -> bytes:
-        """The same bytes for every load of these tables: what concurrent loads wait on."""
+        """The same bytes for every load into this schema and prefix, whichever tables it writes."""
         return _lock_key(*sorted(self.qualified(t).lower() for t in SCHEMA))
 
     def lock_id(self) -> int:
@@ -154,7 +209,7 @@ class Dialect:
         "key": "VARCHAR(255)",
         "string": "VARCHAR(4000)",
         "json": "TEXT",
-        "numeric": "DECIMAL(38, 15)",
+        "numeric": DECIMAL,
         "int": "BIGINT",
         "bool": "BOOLEAN",
         "timestamp": "TIMESTAMP",
@@ -206,22 +261,25 @@ class Dialect:
         return {str(name).lower() for (name,) in self.execute(sql, values).fetchall()}
 
     def column_type(self, column: str, kind: str) -> str:
-        return self.types["key" if column in KEY else kind]
+        return self.types["key" if column in KEY_COLUMNS else kind]
 
     def create_table(self, table: str) -> None:
         body = ", ".join(f"{c} {self.column_type(c, kind)}" for c, kind in SCHEMA[table].items())
-        key = ", PRIMARY KEY (load_key)" if table == "invoices" else ""
+        primary = TABLES[table].primary_key
+        key = f", PRIMARY KEY ({primary})" if primary else ""
         self.execute(f"CREATE TABLE {self.tables.qualified(table)} ({body}{key}){self.table_options}")
 
     def add_column(self, table: str, column: str) -> None:
         kind = SCHEMA[table][column]
         self.execute(f"ALTER TABLE {self.tables.qualified(table)} ADD COLUMN {column} {self.column_type(column, kind)}")
 
-    def prepare(self) -> None:
+    def prepare(self, names: Sequence[str]) -> None:
         """Refuse tables of our names that are not ours, then create what is missing; nothing before the check."""
-        existing = {table: self.columns(table) for table in SCHEMA}
+        existing = {table: self.columns(table) for table in names}
         foreign = {
-            t: [c for c in KEY if c not in cols] for t, cols in existing.items() if cols and not cols >= KEY.keys()
+            t: [c for c in TABLES[t].key if c not in cols]
+            for t, cols in existing.items()
+            if cols and not cols.issuperset(TABLES[t].key)
         }
         if foreign:
             lacks = "; ".join(f"{self.tables.qualified(t)} lacks {', '.join(cols)}" for t, cols in foreign.items())
@@ -235,18 +293,17 @@ class Dialect:
             if not columns:
                 self.create_table(table)
                 continue
-            missing = [c for c in SCHEMA[table] if c not in columns]
+            missing = [c for c in SCHEMA[table] if c.lower() not in columns]
             for column in missing:
                 self.add_column(table, column)
             if missing:
                 log.info("Added columns %s to %s", ", ".join(missing), self.tables.qualified(table))
 
-    def delete(self, load_keys: Sequence[str]) -> None:
+    def delete(self, table: str, load_keys: Sequence[str]) -> None:
         for start in range(0, len(load_keys), KEY_BATCH):
             batch = list(load_keys[start : start + KEY_BATCH])
-            for table in SCHEMA:
-                sql = f"DELETE FROM {self.tables.qualified(table)} WHERE load_key IN ({self.params.marks(len(batch))})"
-                self.execute(sql, batch)
+            sql = f"DELETE FROM {self.tables.qualified(table)} WHERE load_key IN ({self.params.marks(len(batch))})"
+            self.execute(sql, batch)
 
     def insert(self, table: str, frame: pd.DataFrame) -> None:
         columns = list(SCHEMA[table])
@@ -299,7 +356,7 @@ class DuckDB(Dialect):
         "key": "VARCHAR",
         "string": "VARCHAR",
         "json": "VARCHAR",
-        "numeric": "DECIMAL(38, 15)",
+        "numeric": DECIMAL,
         "int": "BIGINT",
         "bool": "BOOLEAN",
         "timestamp": "TIMESTAMPTZ",
@@ -444,7 +501,7 @@ class MySQL(Dialect):
         "key": "VARCHAR(255)",
         "string": "TEXT",
         "json": "LONGTEXT",
-        "numeric": "DECIMAL(38, 15)",
+        "numeric": DECIMAL,
         "int": "BIGINT",
         "bool": "BOOLEAN",
         "timestamp": "DATETIME(6)",
@@ -516,6 +573,39 @@ def _lock_timeout(lock_timeout: float | None, hook: Any) -> float:
     return lock_timeout
 
 
+def invoice_tables(
+    frames: InvoiceFrames, *, focus: bool = False, account_names: Mapping[str, str] | None = None
+) -> dict[str, Rows]:
+    """
+    The tables of an invoice load: the four invoice tables, and ``focus`` on request, all by the invoices' keys.
+
+    :param frames: the invoices' frames.
+    :param focus: also the ``focus`` table (:func:`~.focus.to_focus_table`).
+    :param account_names: customer id -> account name, for the ``focus`` table's ``BillingAccountName``.
+    """
+    tables = {name: Rows(frame, frames.load_keys) for name, frame in frames.tables.items()}
+    if focus:
+        tables["focus"] = Rows(_focus_table(frames, account_names), frames.load_keys)
+    return tables
+
+
+def _focus_table(frames: InvoiceFrames, account_names: Mapping[str, str] | None) -> pd.DataFrame:
+    """The ``focus`` rows; a cost that :data:`DECIMAL` would round (rate x units) is refused, never rounded."""
+    table = to_focus_table(frames, account_names=account_names)
+    for column, kind in FOCUS_SCHEMA.items():
+        values = list(table[column])
+        if kind != "numeric" or _all_fit(values):
+            continue
+        for row, value in enumerate(values):
+            problem = value is not None and _misfit(value)
+            if problem:
+                raise FocusError(
+                    f"invoice {table['invoice_id'].iat[row]} (customer {table['customer_id'].iat[row]}), "
+                    f"line {table['x_FastlyLineNumber'].iat[row]}: FOCUS {column} {value!r} {problem}"
+                )
+    return table
+
+
 def load_frames(
     frames: InvoiceFrames,
     conn_id: str,
@@ -523,6 +613,8 @@ def load_frames(
     schema: str | None = None,
     table_prefix: str = "fastly_",
     lock_timeout: float | None = None,
+    focus: bool = False,
+    account_names: Mapping[str, str] | None = None,
 ) -> dict[str, int]:
     """
     Write ``frames`` into the warehouse of ``conn_id``, replacing the loads they hold; return rows per table.
@@ -531,15 +623,42 @@ def load_frames(
     :param conn_id: an Airflow connection whose hook is a common-sql ``DbApiHook`` (DuckDB, PostgreSQL,
         SQLite, MySQL/MariaDB, or any other).
     :param schema: the schema to write into; default the connection's.
-    :param table_prefix: prefix of the four table names (``fastly_invoices``...).
+    :param table_prefix: prefix of the table names (``fastly_invoices``...).
     :param lock_timeout: seconds to wait for concurrent loads of the same warehouse before failing;
         default the connection extra ``lock_timeout`` (not on PostgreSQL, whose hook hands every extra
         to libpq), else :data:`LOCK_TIMEOUT` (10 minutes).
+    :param focus: also write the ``focus`` table (FOCUS 1.2 rows of the invoices), in the same transaction.
+    :param account_names: customer id -> account name for the ``focus`` table; default the customer id.
+    """
+    tables = invoice_tables(frames, focus=focus, account_names=account_names)
+    return load_tables(tables, conn_id, schema=schema, table_prefix=table_prefix, lock_timeout=lock_timeout)
+
+
+def load_tables(
+    tables: Mapping[str, Rows],
+    conn_id: str,
+    *,
+    schema: str | None = None,
+    table_prefix: str = "fastly_",
+    lock_timeout: float | None = None,
+) -> dict[str, int]:
+    """
+    Write tables of :data:`TABLES` in one transaction: each table's rows replace its rows of the same load keys.
+
+    :param tables: table name (without prefix) -> its :class:`Rows`; e.g. :func:`invoice_tables` joined with
+        the usage tables of the same months.
+    :param conn_id: as for :func:`load_frames`.
+    :param schema: as for :func:`load_frames`.
+    :param table_prefix: as for :func:`load_frames`.
+    :param lock_timeout: as for :func:`load_frames`.
     """
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
     check_identifier(schema, "schema")
     check_identifier(table_prefix, "table_prefix")
+    unknown = sorted(set(tables) - TABLES.keys())
+    if unknown:
+        raise ValueError(f"unknown tables {', '.join(unknown)}: the provider writes {', '.join(TABLES)}")
     hook = BaseHook.get_hook(conn_id)
     if not isinstance(hook, DbApiHook):
         raise TypeError(f"connection {conn_id!r} is not a SQL database connection ({type(hook).__name__})")
@@ -547,22 +666,23 @@ def load_frames(
     conn = _connect(hook, timeout)
     try:
         dialect = DIALECTS.get(_driver(conn), Dialect)(hook, conn, Tables(schema, table_prefix), timeout)
-        _replace(dialect, frames)
+        _replace(dialect, tables)
     finally:
         conn.close()
-    return {name: len(frame) for name, frame in frames.tables.items()}
+    return {name: len(rows.frame) for name, rows in tables.items()}
 
 
-def _replace(dialect: Dialect, frames: InvoiceFrames) -> None:
+def _replace(dialect: Dialect, tables: Mapping[str, Rows]) -> None:
     """Lock, prepare the tables, delete the loads' old rows and insert the new ones; roll back on any failure."""
     try:
         dialect.begin()
         dialect.lock()
-        dialect.prepare()
-        dialect.delete(frames.load_keys)
-        for name, frame in frames.tables.items():
-            if not frame.empty:
-                dialect.insert(name, frame)
+        dialect.prepare(list(tables))
+        for name, rows in tables.items():
+            dialect.delete(name, rows.load_keys)
+        for name, rows in tables.items():
+            if not rows.frame.empty:
+                dialect.insert(name, rows.frame)
         dialect.conn.commit()
     except BaseException:
         # A dropped connection cannot roll back, but its server already has: keep the original error.
