@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook, ObjectStoragePath
 
-from airflow_provider_fastly_billing.api import mtd_request, transport, v2, v3
+from airflow_provider_fastly_billing.api import customer_path, mtd_request, transport, v2, v3
 from airflow_provider_fastly_billing.api.transport import (
     ACCEPT,
     DEFAULT_BASE_URL,
@@ -189,6 +189,16 @@ class BillingHook(BaseHook):
     def _walk(self, path: str, params: Mapping[str, str]) -> Iterator[dict[str, Any]]:
         pages = v3.walk(lambda query: self._get_json(path, query) or {}, path, params, secret=self.settings.token)
         return (v3.exact_v3_amount(invoice) for invoice in pages)  # type: ignore[misc]
+
+    def get_customer(self, customer_id: str) -> dict[str, Any]:
+        """
+        Return a customer's record (``GET /customer/{customer_id}``, Fastly's ``CustomerResponse``).
+
+        Its ``name`` is the account name that invoices lack (FOCUS ``BillingAccountName``).
+
+        :param customer_id: the alphanumeric Fastly customer id.
+        """
+        return self._get_json(customer_path(customer_id))  # type: ignore[return-value]
 
     def get_invoice_v3(self, invoice_id: int | str) -> dict[str, Any]:
         """
