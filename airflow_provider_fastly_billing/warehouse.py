@@ -41,11 +41,13 @@ import pandas as pd
 from airflow.sdk import BaseHook
 
 from airflow_provider_fastly_billing.allocation import SCHEMA as ALLOCATION_SCHEMA
+from airflow_provider_fastly_billing.allocation import allocate
 from airflow_provider_fastly_billing.focus import TABLE_SCHEMA as FOCUS_SCHEMA
 from airflow_provider_fastly_billing.focus import FocusError, to_focus_table
 from airflow_provider_fastly_billing.frames import KEY, NUMERIC_PRECISION, NUMERIC_SCALE, _all_fit, _misfit
 from airflow_provider_fastly_billing.frames import SCHEMA as INVOICE_SCHEMA
 from airflow_provider_fastly_billing.usage import SCHEMA as USAGE_SCHEMA
+from airflow_provider_fastly_billing.usage import load_key as usage_load_key
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -587,6 +589,33 @@ def invoice_tables(
     if focus:
         tables["focus"] = Rows(_focus_table(frames, account_names), frames.load_keys)
     return tables
+
+
+def service_cost_tables(
+    frames: InvoiceFrames, usage: pd.DataFrame, service_usage: pd.DataFrame, customer_id: str, months: Sequence[str]
+) -> dict[str, Rows]:
+    """
+    The usage tables of a customer's months and the allocation of that customer's invoices across services.
+
+    ``usage`` and ``service_usage`` replace the months' earlier usage (``usage/<customer>/<month>``);
+    ``service_costs`` replaces the invoices' earlier allocation (the invoices' load keys).
+
+    :param frames: the invoices being loaded; only ``customer_id``'s are allocated.
+    :param usage: :func:`~.usage.usage_to_frames` of the months.
+    :param service_usage: :func:`~.usage.service_usage_to_frames` of the months.
+    :param customer_id: the customer the usage belongs to (the token's).
+    :param months: the ``YYYY-MM`` months the usage covers, even those with no usage.
+    :raises ~.allocation.AllocationError: a usage-based line matches no usage type of its month.
+    """
+    keys = [usage_load_key(customer_id, month) for month in months]
+    mine = frames.invoices["customer_id"] == customer_id
+    lines = frames.line_items[frames.line_items["customer_id"] == customer_id]
+    costs = allocate(frames.invoices[mine], lines, usage, service_usage)
+    return {
+        "usage": Rows(usage, keys),
+        "service_usage": Rows(service_usage, keys),
+        "service_costs": Rows(costs, list(frames.invoices.loc[mine, "load_key"])),
+    }
 
 
 def _focus_table(frames: InvoiceFrames, account_names: Mapping[str, str] | None) -> pd.DataFrame:

@@ -17,11 +17,11 @@ from airflow_provider_fastly_billing.api.transport import (
     parse_json,
     settings_from,
 )
-from airflow_provider_fastly_billing.exceptions import FastlyApiError
+from airflow_provider_fastly_billing.exceptions import FastlyApiError, FastlyAuthError, FastlyNotFoundError
 from airflow_provider_fastly_billing.files import storage_path, write_atomically
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator, Mapping
+    from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
     from datetime import date
     from pathlib import Path
 
@@ -199,6 +199,26 @@ class BillingHook(BaseHook):
         :param customer_id: the alphanumeric Fastly customer id.
         """
         return self._get_json(customer_path(customer_id))  # type: ignore[return-value]
+
+    def get_account_names(self, customer_ids: Iterable[str]) -> dict[str, str]:
+        """
+        Return customer id -> account name, one :meth:`get_customer` per distinct id.
+
+        A customer the token may not read (403) or that Fastly does not know (404) is left out, with a
+        warning: FOCUS then names it by its id. Any other failure is raised.
+
+        :param customer_ids: the customers, e.g. those of the invoices of a load.
+        """
+        names = {}
+        for customer_id in dict.fromkeys(customer_ids):
+            try:
+                name = self.get_customer(customer_id).get("name")
+            except (FastlyAuthError, FastlyNotFoundError) as exc:
+                self.log.warning("No account name for customer %s: %s", customer_id, exc)
+                continue
+            if isinstance(name, str) and name:
+                names[customer_id] = name
+        return names
 
     def get_invoice_v3(self, invoice_id: int | str) -> dict[str, Any]:
         """
