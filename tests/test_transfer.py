@@ -82,6 +82,25 @@ def test_estimates_of_several_customers(fastly: FastlySimulator, warehouse: Ware
     assert warehouse.rows("SELECT COUNT(*) FROM {invoices} WHERE is_estimate")[0][0] == 3
 
 
+def test_focus_rows_named_from_the_customer_api_once_per_load(fastly: FastlySimulator, warehouse: Warehouse) -> None:
+    run = run_dag(
+        f"transfer_focus_{warehouse.dialect}",
+        transfer_dag(warehouse, 'api_version="v3", year=2025, month=5, focus=True'),
+    )
+    assert run.state == "success"
+    assert sorted(r.path for r in fastly.requests if r.path.startswith("/customer/")) == sorted(
+        f"/customer/{c}" for c in fastly.customers
+    )
+    names = warehouse.rows("SELECT DISTINCT customer_id, billingaccountname FROM {focus}")
+    assert sorted(names) == sorted((c, fastly.account_name(c)) for c in fastly.customers)
+    billed: dict[str, Decimal] = {}
+    for invoice_id, cost in warehouse.rows("SELECT invoice_id, billedcost FROM {focus}"):
+        billed[invoice_id] = billed.get(invoice_id, Decimal(0)) + Decimal(str(cost))
+    totals = warehouse.rows("SELECT invoice_id, cost FROM {invoices}")
+    assert billed == {i: Decimal(str(c)) for i, c in totals} and len(billed) == 3
+    assert run.xcom["load"]["rows"]["focus"] == sum(1 for _ in warehouse.rows("SELECT 1 FROM {focus}"))
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
@@ -91,6 +110,8 @@ def test_estimates_of_several_customers(fastly: FastlySimulator, warehouse: Ware
         ("", "exactly one of"),
         ("year=2025, month=1, table_prefix='x;drop'", "table_prefix must be"),
         ("year=2025, month=1, max_workers=500", "max_workers must be 1 to 16"),
+        ("estimate_for=['abc'], service_costs=True", "service_costs needs year and month"),
+        ("year=2025, month=1, focus=True, account_names=['Acme']", "account_names must be a mapping"),
     ],
 )
 def test_bad_arguments_fail_before_any_request(fastly, warehouse: Warehouse, arguments, message, capfd) -> None:
