@@ -576,7 +576,11 @@ def _lock_timeout(lock_timeout: float | None, hook: Any) -> float:
 
 
 def invoice_tables(
-    frames: InvoiceFrames, *, focus: bool = False, account_names: Mapping[str, str] | None = None
+    frames: InvoiceFrames,
+    *,
+    focus: bool = False,
+    account_names: Mapping[str, str] | None = None,
+    service_costs: pd.DataFrame | None = None,
 ) -> dict[str, Rows]:
     """
     The tables of an invoice load: the four invoice tables, and ``focus`` on request, all by the invoices' keys.
@@ -584,10 +588,11 @@ def invoice_tables(
     :param frames: the invoices' frames.
     :param focus: also the ``focus`` table (:func:`~.focus.to_focus_table`).
     :param account_names: customer id -> account name, for the ``focus`` table's ``BillingAccountName``.
+    :param service_costs: the invoices' allocation, to split the ``focus`` rows per service (``ResourceId``).
     """
     tables = {name: Rows(frame, frames.load_keys) for name, frame in frames.tables.items()}
     if focus:
-        tables["focus"] = Rows(_focus_table(frames, account_names), frames.load_keys)
+        tables["focus"] = Rows(_focus_table(frames, account_names, service_costs), frames.load_keys)
     return tables
 
 
@@ -618,9 +623,11 @@ def service_cost_tables(
     }
 
 
-def _focus_table(frames: InvoiceFrames, account_names: Mapping[str, str] | None) -> pd.DataFrame:
+def _focus_table(
+    frames: InvoiceFrames, account_names: Mapping[str, str] | None, service_costs: pd.DataFrame | None
+) -> pd.DataFrame:
     """The ``focus`` rows; a cost that :data:`DECIMAL` would round (rate x units) is refused, never rounded."""
-    table = to_focus_table(frames, account_names=account_names)
+    table = to_focus_table(frames, account_names=account_names, service_costs=service_costs)
     for column, kind in FOCUS_SCHEMA.items():
         values = list(table[column])
         if kind != "numeric" or _all_fit(values):

@@ -3,7 +3,8 @@ Load last month's Fastly invoice with its cost per Fastly service, every month.
 
 Runs at 00:00 UTC on the 1st: fetches the month that just ended (invoice, usage metrics, usage per
 service) and loads, in one transaction, the invoice tables, ``fastly_usage``, ``fastly_service_usage``
-and ``fastly_service_costs`` (every invoice line split across services, to the cent) into the
+and ``fastly_service_costs`` (every invoice line split across services, to the cent), and
+``fastly_focus`` (FOCUS 1.2 rows, one per service of each line: ``ResourceId``) into the
 ``fastly_warehouse`` connection. Re-running a month replaces it; a run without a logical date loads the
 month before the day it runs. Loads run one at a time (``max_active_tis_per_dag=1``).
 """
@@ -32,6 +33,8 @@ with DAG(
         month="{{ previous_month(dag_run).month }}",
         warehouse_conn_id="fastly_warehouse",
         service_costs=True,
+        # FOCUS rows too, one per service of each line (ResourceId), account names from GET /customer.
+        focus=True,
         # One load at a time: a backfill runs many months at once, and a DuckDB file has one writer.
         max_active_tis_per_dag=1,
         retries=3,

@@ -136,5 +136,12 @@ def test_service_costs_monthly_splits_every_line_exactly(example, sim: FastlySim
     assert services >= 3
     months = warehouse.rows("SELECT month, COUNT(*) FROM {service_usage} GROUP BY month ORDER BY month")
     assert [m for m, _ in months] == ["2025-02", "2025-03"]
+    per_service: dict[str | None, Decimal] = {}
+    for service, amount in warehouse.rows("SELECT service_id, amount FROM {service_costs}"):
+        per_service[service] = per_service.get(service, Decimal(0)) + Decimal(str(amount))
+    in_focus: dict[str | None, Decimal] = {}
+    for resource, cost in warehouse.rows("SELECT resourceid, billedcost FROM {focus}"):
+        in_focus[resource] = in_focus.get(resource, Decimal(0)) + Decimal(str(cost))
+    assert in_focus == per_service
     march = f"SELECT COUNT(*) FROM {{service_costs}} WHERE invoice_id = '{docs[1]['invoice_id']}'"
     assert run.xcom["load_service_costs"]["rows"]["service_costs"] == warehouse.rows(march)[0][0]

@@ -54,7 +54,8 @@ class InvoiceToSqlOperator(BaseOperator):
         for the month, ``invoices`` are fetched by invoice id, and ``estimate_for`` holds the token's own
         customer id (v3 has one estimate per account; a different customer in the answer fails the task).
         Both generations land in the same tables, told apart by ``api_version``.
-    :param focus: also write the ``focus`` table (FOCUS 1.2 rows of the invoices) in the same transaction.
+    :param focus: also write the ``focus`` table (FOCUS 1.2 rows of the invoices) in the same transaction;
+        with ``service_costs``, split per Fastly service (``ResourceId``/``ResourceName``).
     :param account_names: customer id -> account name for the ``focus`` table; default: read once per load
         with :meth:`~.BillingHook.get_account_names` (``GET /customer/{id}``).
     :param service_costs: with ``year`` and ``month``: also fetch the month's usage metrics and usage per
@@ -249,10 +250,9 @@ class InvoiceToSqlOperator(BaseOperator):
         names = self.account_names
         if self.focus and names is None:
             names = self.hook.get_account_names(frames.invoices["customer_id"])
-        tables = invoice_tables(frames, focus=self.focus, account_names=names)
-        if self.service_costs:
-            tables |= self._service_cost_tables(frames, fetched_at)
-        return tables
+        costs = self._service_cost_tables(frames, fetched_at) if self.service_costs else {}
+        service_costs = costs["service_costs"].frame if costs else None
+        return invoice_tables(frames, focus=self.focus, account_names=names, service_costs=service_costs) | costs
 
     def _service_cost_tables(self, frames: InvoiceFrames, fetched_at: datetime) -> dict[str, Rows]:
         """Fetch the month's usage metrics and service usage; allocate the month's invoices across services."""
