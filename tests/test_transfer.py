@@ -101,6 +101,24 @@ def test_focus_rows_named_from_the_customer_api_once_per_load(fastly: FastlySimu
     assert run.xcom["load"]["rows"]["focus"] == sum(1 for _ in warehouse.rows("SELECT 1 FROM {focus}"))
 
 
+def test_v3_service_costs_allocate_the_token_customers_invoice(fastly: FastlySimulator, warehouse: Warehouse) -> None:
+    run = run_dag(
+        f"transfer_costs_v3_{warehouse.dialect}",
+        transfer_dag(warehouse, 'api_version="v3", year=2025, month=6, service_costs=True'),
+    )
+    assert run.state == "success"
+    assert warehouse.rows("SELECT COUNT(*) FROM {invoices}")[0][0] == len(fastly.customers)
+    lines: dict[int, Decimal] = {}
+    for customer, line, amount in warehouse.rows("SELECT customer_id, line_number, amount FROM {service_costs}"):
+        assert customer == fastly.customer_id
+        lines[int(line)] = lines.get(int(line), Decimal(0)) + Decimal(str(amount))
+    billed = warehouse.rows(
+        f"SELECT line_number, amount FROM {{line_items}} WHERE customer_id = '{fastly.customer_id}'"
+    )
+    assert lines == {int(n): Decimal(str(a)) for n, a in billed}
+    assert warehouse.rows("SELECT DISTINCT month FROM {usage}") == [("2025-06",)]
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
