@@ -31,6 +31,7 @@ import hashlib
 import importlib
 import io
 import logging
+import os
 import random
 import re
 import time
@@ -64,6 +65,9 @@ KEY_BATCH = 500
 NULL = "\\N"
 LOCK_TIMEOUT = 600.0
 """Seconds a load waits for other loads of the same warehouse before it fails (default 10 minutes)."""
+CREATION_GRACE = 10.0
+"""Seconds a new DuckDB file without a valid header counts as being created by another process, not broken."""
+_DUCKDB_BEING_CREATED = re.compile(r'The file "(.+)" exists, but it is not a valid DuckDB database file')
 
 
 DECIMAL = f"DECIMAL({NUMERIC_PRECISION}, {NUMERIC_SCALE})"
@@ -372,7 +376,15 @@ class DuckDB(Dialect):
 
     @classmethod
     def busy(cls, exc: Exception) -> bool:
-        return "Could not set lock on file" in str(exc)
+        """Another process holds the file, or is creating it (a file seconds old, its header not yet written)."""
+        text = str(exc)
+        if "Could not set lock on file" in text:
+            return True
+        created = _DUCKDB_BEING_CREATED.search(text)
+        try:
+            return bool(created) and time.time() - os.path.getmtime(created[1]) < CREATION_GRACE
+        except OSError:
+            return False
 
     def begin(self) -> None:
         self.conn.begin()
