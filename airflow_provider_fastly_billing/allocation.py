@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from airflow_provider_fastly_billing.frames import to_python
 from airflow_provider_fastly_billing.usage import typed_frame
 
 if TYPE_CHECKING:
@@ -179,12 +180,14 @@ def _split(line: dict[str, Any], amount: Decimal, kind: str, total: UsageTotal) 
 
 
 def _lines(invoices: pd.DataFrame, line_items: pd.DataFrame) -> Iterator[dict[str, Any]]:
-    """Every line item with its invoice's month (``YYYY-MM`` of the period start)."""
+    """Every line item (money as plain ``Decimal``s) with its invoice's month (``YYYY-MM`` of the period start)."""
     months = {
         key: start.strftime("%Y-%m") if not pd.isna(start) else None
         for key, start in zip(invoices["load_key"], pd.to_datetime(invoices["period_start"], utc=True), strict=True)
     }
-    for line in line_items.to_dict("records"):
+    columns = {name: to_python(line_items[name]) for name in line_items.columns}
+    for values in zip(*columns.values(), strict=True):
+        line = dict(zip(columns, values, strict=True))
         yield {**line, "month": months.get(line["load_key"])}
 
 

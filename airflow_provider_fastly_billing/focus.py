@@ -591,6 +591,7 @@ def to_focus(
     version: str = "1.2",
     account_names: Mapping[str, str] | None = None,
     include_estimates: bool = False,
+    service_costs: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """
     FOCUS Cost and Usage rows of invoices, one per billed line, both API generations.
@@ -602,6 +603,9 @@ def to_focus(
         no name: a customer without one is named by its id, so the column is never null.
     :param include_estimates: also convert month-to-date estimates (``InvoiceId`` null,
         ``x_FastlyEstimate`` true); by default only issued invoices are.
+    :param service_costs: the invoices' allocation (:func:`~.allocation.allocate`): each line split across
+        services becomes one row per service (``ResourceId``/``ResourceName`` the service) and one for its
+        unallocated rest (``ResourceId`` null), with costs and quantities that add up to the line exactly.
     :raises FocusError: an invoice's lines do not add up to its total, or a usage line lacks its rate or units.
     """
     _check_version(version)
@@ -635,10 +639,92 @@ def to_focus(
                 row[new] = row.pop(old)
             row["InvoiceDetailId"] = None if row["InvoiceId"] is None else f"{row['InvoiceId']}-{line}"
         columns = COLUMNS_1_4
-    return _typed(rows, columns, originals)
+    df = _typed(rows, columns, originals)
+    return df if service_costs is None else split_by_service(df, service_costs)
 
 
-def to_focus_table(frames: InvoiceFrames, *, account_names: Mapping[str, str] | None = None) -> pd.DataFrame:
+RESOURCE_COLUMNS = ("ResourceId", "ResourceName")
+_SPLIT_MONEY = ("BilledCost", "EffectiveCost")
+_SPLIT_PRICED = ("ListCost", "ContractedCost")
+
+
+def _allocations(service_costs: pd.DataFrame) -> dict[tuple[str, int], list[tuple[Any, Any, Decimal, Decimal]]]:
+    """Per (load key, line number): each allocation row's service id and name, amount and basis units."""
+    out: dict[tuple[str, int], list[tuple[Any, Any, Decimal, Decimal]]] = {}
+    columns = ("load_key", "line_number", "service_id", "service_name", "amount", "basis_units", "allocated")
+    for key, line, service, name, amount, units, allocated in zip(*_lists(service_costs[list(columns)]), strict=True):
+        resource = (service, name) if allocated else (None, None)
+        out.setdefault((key, int(line)), []).append((*resource, amount, units or Decimal(0)))
+    return out
+
+
+def _shares(row: Mapping[str, Any], parts: list[tuple[Any, Any, Decimal, Decimal]]) -> list[dict[str, Any]]:
+    """One line's FOCUS row as one row per allocation part, every cost and quantity adding up exactly."""
+    from airflow_provider_fastly_billing.allocation import largest_remainder
+
+    if len(parts) == 1:
+        return [{**row, "ResourceId": parts[0][0], "ResourceName": parts[0][1]}]
+    weights = [units for *_, units in parts]
+    out = [
+        {**row, "ResourceId": sid, "ResourceName": name, **dict.fromkeys(_SPLIT_MONEY, amount)}
+        for sid, name, amount, _ in parts
+    ]
+    units, rate = row["PricingQuantity"], row["ContractedUnitPrice"]
+    if units is not None and rate is not None:
+        per_unit = row["ConsumedQuantity"] / units if units else Decimal(1)
+        for share, quantity in zip(out, largest_remainder(units, weights), strict=True):
+            share.update(PricingQuantity=quantity, ConsumedQuantity=quantity * per_unit)
+            share.update(dict.fromkeys(_SPLIT_PRICED, rate * quantity))
+    else:
+        for share in out:
+            share.update(dict.fromkeys(_SPLIT_PRICED, share["BilledCost"]))
+    return out
+
+
+def split_by_service(df: pd.DataFrame, service_costs: pd.DataFrame) -> pd.DataFrame:
+    """
+    FOCUS rows with each allocated line split into one row per Fastly service and one for its unallocated rest.
+
+    ``ResourceId``/``ResourceName`` are the service's id and name (null on unallocated rows). ``BilledCost``
+    and ``EffectiveCost`` are the allocation's cents; ``PricingQuantity`` is the line's units split in the
+    same proportions (largest remainder at the units' precision) and ``ListCost``/``ContractedCost`` the
+    rate times it, so every column adds up to the line's own value exactly.
+
+    :param df: :func:`to_focus` rows.
+    :param service_costs: :func:`~.allocation.allocate` of the same invoices.
+    :raises FocusError: an allocation's amounts do not add up to the line's ``BilledCost``.
+    """
+    allocations = _allocations(service_costs)
+    rows = []
+    for row in df.to_dict("records"):
+        parts = allocations.get(
+            (row["x_FastlyLoadKey"], int(row["x_FastlyLineNumber"])), [(None, None, row["BilledCost"], Decimal(0))]
+        )
+        if sum(amount for _, _, amount, _ in parts) != row["BilledCost"]:
+            raise FocusError(
+                f"invoice {row['x_FastlyInvoiceId']} line {row['x_FastlyLineNumber']}: its service costs add up to "
+                f"{sum(amount for _, _, amount, _ in parts)}, not its BilledCost {row['BilledCost']}"
+            )
+        rows.extend(_shares(row, parts))
+    columns = [*df.columns[: df.columns.get_loc("x_FastlyApiVersion")], *RESOURCE_COLUMNS]
+    columns += [c for c in df.columns if c not in columns]
+    out = pd.DataFrame(rows, columns=columns)
+    for name in out.columns:
+        if name in TIMESTAMPS:
+            out[name] = out[name].astype("datetime64[us, UTC]")
+        elif name == "x_FastlyEstimate":
+            out[name] = out[name].astype("boolean")
+        else:
+            out[name] = out[name].astype(object).where(out[name].notna(), None)
+    return out
+
+
+def to_focus_table(
+    frames: InvoiceFrames,
+    *,
+    account_names: Mapping[str, str] | None = None,
+    service_costs: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """
     The ``fastly_focus`` warehouse table: FOCUS 1.2 rows of the invoices and estimates of a load.
 
@@ -647,8 +733,12 @@ def to_focus_table(frames: InvoiceFrames, *, account_names: Mapping[str, str] | 
 
     :param frames: the frames being loaded.
     :param account_names: as for :func:`to_focus`.
+    :param service_costs: as for :func:`to_focus`; without it ``ResourceId``/``ResourceName`` are null.
     """
-    df = to_focus(frames, account_names=account_names, include_estimates=True)
+    df = to_focus(frames, account_names=account_names, include_estimates=True, service_costs=service_costs)
+    if service_costs is None:
+        df.insert(len(COLUMNS_1_2), "ResourceId", None)
+        df.insert(len(COLUMNS_1_2) + 1, "ResourceName", None)
     keys = {
         "load_key": df["x_FastlyLoadKey"],
         "api_version": df["x_FastlyApiVersion"],
@@ -668,7 +758,7 @@ def _kind(column: str) -> str:
 
 TABLE_SCHEMA: dict[str, str] = {
     **dict.fromkeys(("load_key", "api_version", "invoice_id", "customer_id"), "string"),
-    **{column: _kind(column) for column in (*COLUMNS_1_2, *X_COLUMNS, "x_FastlyEstimate")},
+    **{column: _kind(column) for column in (*COLUMNS_1_2, *RESOURCE_COLUMNS, *X_COLUMNS, "x_FastlyEstimate")},
 }
 """Columns of :func:`to_focus_table` and their kinds, as in :data:`~.frames.SCHEMA`."""
 

@@ -1,5 +1,11 @@
 """
-Loading invoice frames into any SQL warehouse behind an Airflow connection, all or nothing.
+Loading invoice frames, and the tables derived from them, into any SQL warehouse behind an Airflow connection.
+
+Every table the provider writes is one entry of :data:`TABLES` (name -> columns and kinds, the columns
+that make an existing table ours, its primary key). A load is data too: for each table it writes, the
+rows (:class:`Rows`) and the load keys whose old rows they replace. :class:`Load` is the one code path
+of a load's transaction, written in one part or many; :func:`load_tables` writes any such set in one go;
+:func:`load_frames` is the invoice load (its four tables, and ``focus`` on request).
 
 :func:`load_frames` writes through one small :class:`Dialect` per engine, chosen from the DB-API driver
 behind the connection (:data:`DIALECTS`): DuckDB, PostgreSQL, SQLite, MySQL/MariaDB, and a generic class
@@ -25,10 +31,12 @@ import hashlib
 import importlib
 import io
 import logging
+import os
 import random
 import re
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import pandas as pd
 import pyarrow as pa
@@ -36,12 +44,27 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 from airflow.sdk import BaseHook
 
-from airflow_provider_fastly_billing.frames import KEY, SCHEMA
+from airflow_provider_fastly_billing.allocation import SCHEMA as ALLOCATION_SCHEMA
+from airflow_provider_fastly_billing.allocation import allocate
+from airflow_provider_fastly_billing.focus import TABLE_SCHEMA as FOCUS_SCHEMA
+from airflow_provider_fastly_billing.focus import FocusError, to_focus_table
+from airflow_provider_fastly_billing.frames import (
+    KEY,
+    MONEY,
+    NUMERIC_PRECISION,
+    NUMERIC_SCALE,
+    _all_fit,
+    _misfit,
+)
+from airflow_provider_fastly_billing.frames import SCHEMA as INVOICE_SCHEMA
+from airflow_provider_fastly_billing.usage import SCHEMA as USAGE_SCHEMA
+from airflow_provider_fastly_billing.usage import load_key as usage_load_key
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
 
     from airflow_provider_fastly_billing.frames import InvoiceFrames
+
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +74,56 @@ COPY_ROWS = 100_000
 KEY_BATCH = 500
 LOCK_TIMEOUT = 600.0
 """Seconds a load waits for other loads of the same warehouse before it fails (default 10 minutes)."""
+CREATION_GRACE = 10.0
+"""Seconds a new DuckDB file without a valid header counts as being created by another process, not broken."""
+_DUCKDB_BEING_CREATED = re.compile(r'The file "(.+)" exists, but it is not a valid DuckDB database file')
+
+
+DECIMAL = f"DECIMAL({NUMERIC_PRECISION}, {NUMERIC_SCALE})"
+
+
+@dataclass(frozen=True)
+class Table:
+    """
+    One warehouse table: its columns and their kinds, the columns that make an existing table of its name ours.
+
+    :param columns: column -> kind (``string``, ``json``, ``numeric``, ``int``, ``bool``, ``timestamp``).
+    :param key: columns an existing table must have to be written into (and typed as keys).
+    :param primary_key: the column that is the table's primary key, if any.
+    """
+
+    columns: Mapping[str, str]
+    key: tuple[str, ...] = tuple(KEY)
+    primary_key: str | None = None
+
+
+USAGE_KEY = ("load_key", "customer_id", "month")
+TABLES: dict[str, Table] = {
+    **{
+        name: Table(columns, primary_key="load_key" if name == "invoices" else None)
+        for name, columns in INVOICE_SCHEMA.items()
+    },
+    "focus": Table(FOCUS_SCHEMA),
+    **{name: Table(columns, USAGE_KEY) for name, columns in USAGE_SCHEMA.items()},
+    **{name: Table(columns) for name, columns in ALLOCATION_SCHEMA.items()},
+}
+"""Every table the provider writes, by name without prefix: invoice tables (keyed by the invoice's
+``load_key``), ``focus`` and ``service_costs`` (the invoice's ``load_key`` too), the usage tables
+(``usage/<customer>/<month>``)."""
+SCHEMA: dict[str, Mapping[str, str]] = {name: table.columns for name, table in TABLES.items()}
+"""Columns and kinds of every table of :data:`TABLES`."""
+INVOICE_TABLES = tuple(INVOICE_SCHEMA)
+"""The four invoice tables: what :func:`load_frames` writes without ``focus``."""
+SERVICE_COST_TABLES = ("usage", "service_usage", "service_costs")
+"""What :func:`service_cost_tables` writes."""
+KEY_COLUMNS = frozenset(column for table in TABLES.values() for column in table.key)
+
+
+class Rows(NamedTuple):
+    """One table's part of a load: its new rows and the load keys whose old rows they replace."""
+
+    frame: pd.DataFrame
+    load_keys: Sequence[str]
 
 
 def check_identifier(value: str | None, what: str) -> None:
@@ -73,7 +146,7 @@ def _lock_id(key: bytes) -> int:
 
 
 class Tables:
-    """The four qualified table names of one ``schema`` and ``table_prefix``."""
+    """The qualified table names of one ``schema`` and ``table_prefix``."""
 
     def __init__(self, schema: str | None, prefix: str) -> None:
         self.schema, self.prefix = schema, prefix
@@ -85,7 +158,7 @@ class Tables:
         return f"{self.schema + '.' if self.schema else ''}{self.prefix}{table}"
 
     def lock_key(self) -> bytes:
-        """The same bytes for every load of these tables: what concurrent loads wait on."""
+        """The same bytes for every load into this schema and prefix, whichever tables it writes."""
         return _lock_key(*sorted(self.qualified(t).lower() for t in SCHEMA))
 
     def lock_id(self) -> int:
@@ -155,7 +228,7 @@ class Dialect:
         "key": "VARCHAR(255)",
         "string": "VARCHAR(4000)",
         "json": "TEXT",
-        "numeric": "DECIMAL(38, 15)",
+        "numeric": DECIMAL,
         "int": "BIGINT",
         "bool": "BOOLEAN",
         "timestamp": "TIMESTAMP",
@@ -207,22 +280,25 @@ class Dialect:
         return {str(name).lower() for (name,) in self.execute(sql, values).fetchall()}
 
     def column_type(self, column: str, kind: str) -> str:
-        return self.types["key" if column in KEY else kind]
+        return self.types["key" if column in KEY_COLUMNS else kind]
 
     def create_table(self, table: str) -> None:
         body = ", ".join(f"{c} {self.column_type(c, kind)}" for c, kind in SCHEMA[table].items())
-        key = ", PRIMARY KEY (load_key)" if table == "invoices" else ""
+        primary = TABLES[table].primary_key
+        key = f", PRIMARY KEY ({primary})" if primary else ""
         self.execute(f"CREATE TABLE {self.tables.qualified(table)} ({body}{key}){self.table_options}")
 
     def add_column(self, table: str, column: str) -> None:
         kind = SCHEMA[table][column]
         self.execute(f"ALTER TABLE {self.tables.qualified(table)} ADD COLUMN {column} {self.column_type(column, kind)}")
 
-    def prepare(self) -> None:
+    def prepare(self, names: Sequence[str]) -> None:
         """Refuse tables of our names that are not ours, then create what is missing; nothing before the check."""
-        existing = {table: self.columns(table) for table in SCHEMA}
+        existing = {table: self.columns(table) for table in names}
         foreign = {
-            t: [c for c in KEY if c not in cols] for t, cols in existing.items() if cols and not cols >= KEY.keys()
+            t: [c for c in TABLES[t].key if c not in cols]
+            for t, cols in existing.items()
+            if cols and not cols.issuperset(TABLES[t].key)
         }
         if foreign:
             lacks = "; ".join(f"{self.tables.qualified(t)} lacks {', '.join(cols)}" for t, cols in foreign.items())
@@ -236,18 +312,17 @@ class Dialect:
             if not columns:
                 self.create_table(table)
                 continue
-            missing = [c for c in SCHEMA[table] if c not in columns]
+            missing = [c for c in SCHEMA[table] if c.lower() not in columns]
             for column in missing:
                 self.add_column(table, column)
             if missing:
                 log.info("Added columns %s to %s", ", ".join(missing), self.tables.qualified(table))
 
-    def delete(self, load_keys: Sequence[str]) -> None:
+    def delete(self, table: str, load_keys: Sequence[str]) -> None:
         for start in range(0, len(load_keys), KEY_BATCH):
             batch = list(load_keys[start : start + KEY_BATCH])
-            for table in SCHEMA:
-                sql = f"DELETE FROM {self.tables.qualified(table)} WHERE load_key IN ({self.params.marks(len(batch))})"
-                self.execute(sql, batch)
+            sql = f"DELETE FROM {self.tables.qualified(table)} WHERE load_key IN ({self.params.marks(len(batch))})"
+            self.execute(sql, batch)
 
     def insert(self, table: str, frame: pd.DataFrame) -> None:
         columns = list(SCHEMA[table])
@@ -263,7 +338,7 @@ class Dialect:
 
     def money(self, series: pd.Series) -> list[Any]:
         """Exact ``Decimal`` parameters (15 fraction digits), ``None`` for null."""
-        return pa.array(series).to_pylist()
+        return _money(series).to_pylist()
 
     def row_batches(self, table: str, frame: pd.DataFrame) -> Iterator[list[tuple]]:
         """Rows as DB-API parameters, in :data:`SCHEMA` column order: nulls as ``None``."""
@@ -301,7 +376,7 @@ class DuckDB(Dialect):
         "key": "VARCHAR",
         "string": "VARCHAR",
         "json": "VARCHAR",
-        "numeric": "DECIMAL(38, 15)",
+        "numeric": DECIMAL,
         "int": "BIGINT",
         "bool": "BOOLEAN",
         "timestamp": "TIMESTAMPTZ",
@@ -315,7 +390,15 @@ class DuckDB(Dialect):
 
     @classmethod
     def busy(cls, exc: Exception) -> bool:
-        return "Could not set lock on file" in str(exc)
+        """Another process holds the file, or is creating it (a file seconds old, its header not yet written)."""
+        text = str(exc)
+        if "Could not set lock on file" in text:
+            return True
+        created = _DUCKDB_BEING_CREATED.search(text)
+        try:
+            return bool(created) and time.time() - os.path.getmtime(created[1]) < CREATION_GRACE
+        except OSError:
+            return False
 
     def begin(self) -> None:
         self.conn.begin()
@@ -436,7 +519,7 @@ class SQLite(Dialect):
 
     def money(self, series: pd.Series) -> list[Any]:
         """Plain decimal text without trailing fraction zeros (``1200``, ``0.0075``)."""
-        return [None if v is None else _plain(v) for v in pa.array(series).to_pylist()]
+        return [None if v is None else _plain(v) for v in _money(series).to_pylist()]
 
 
 class MySQL(Dialect):
@@ -454,7 +537,7 @@ class MySQL(Dialect):
         "key": "VARCHAR(255)",
         "string": "TEXT",
         "json": "LONGTEXT",
-        "numeric": "DECIMAL(38, 15)",
+        "numeric": DECIMAL,
         "int": "BIGINT",
         "bool": "BOOLEAN",
         "timestamp": "DATETIME(6)",
@@ -489,14 +572,36 @@ def arrow_table(frame: pd.DataFrame, table: str, *, timestamp_unit: str | None =
     """
     A frame's :data:`SCHEMA` columns, in order, as an Arrow table: what engines ingest without Python objects.
 
+    Money is ``decimal128(38, 15)`` whether the frame holds it as Arrow or as ``Decimal`` objects (a value
+    with more fraction digits is refused, never rounded); ints and bools get their types even when all null.
+
+    :param table: a table of :data:`TABLES`.
     :param timestamp_unit: cast timestamps to this unit (``"us"``: what PostgreSQL keeps), cutting finer digits.
     """
-    data = pa.Table.from_pandas(frame[list(SCHEMA[table])], preserve_index=False)
-    if timestamp_unit:
-        stamp = pa.timestamp(timestamp_unit, tz="UTC")
-        schema = pa.schema(f.with_type(stamp) if pa.types.is_timestamp(f.type) else f for f in data.schema)
-        data = data.cast(schema, safe=False)
-    return data.replace_schema_metadata()
+    columns = []
+    for name, kind in SCHEMA[table].items():
+        series = frame[name]
+        if kind == "numeric":
+            column = _money(series)
+        elif kind in _ARROW_TYPES:
+            column = pa.array(series, type=_ARROW_TYPES[kind])
+        else:
+            column = pa.array(series)
+        if timestamp_unit and pa.types.is_timestamp(column.type):
+            column = column.cast(pa.timestamp(timestamp_unit, tz="UTC"), safe=False)
+        columns.append(column)
+    return pa.table(columns, names=list(SCHEMA[table]))
+
+
+_ARROW_TYPES = {"int": pa.int64(), "bool": pa.bool_()}
+
+
+def _money(series: pd.Series) -> pa.Array:
+    """A money column as ``decimal128(38, 15)``: Arrow columns as they are, ``Decimal`` objects converted exactly."""
+    try:
+        return pa.array(series, type=MONEY)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ValueError(f"column {series.name}: a value is not an exact number of {DECIMAL}: {exc}") from exc
 
 
 def _as_text(data: pa.Table) -> pa.Table:
@@ -556,6 +661,73 @@ def _lock_timeout(lock_timeout: float | None, hook: Any) -> float:
     return lock_timeout
 
 
+def invoice_tables(
+    frames: InvoiceFrames,
+    *,
+    focus: bool = False,
+    account_names: Mapping[str, str] | None = None,
+    service_costs: pd.DataFrame | None = None,
+) -> dict[str, Rows]:
+    """
+    The tables of an invoice load: the four invoice tables, and ``focus`` on request, all by the invoices' keys.
+
+    :param frames: the invoices' frames.
+    :param focus: also the ``focus`` table (:func:`~.focus.to_focus_table`).
+    :param account_names: customer id -> account name, for the ``focus`` table's ``BillingAccountName``.
+    :param service_costs: the invoices' allocation, to split the ``focus`` rows per service (``ResourceId``).
+    """
+    tables = {name: Rows(frame, frames.load_keys) for name, frame in frames.tables.items()}
+    if focus:
+        tables["focus"] = Rows(_focus_table(frames, account_names, service_costs), frames.load_keys)
+    return tables
+
+
+def service_cost_tables(
+    frames: InvoiceFrames, usage: pd.DataFrame, service_usage: pd.DataFrame, customer_id: str, months: Sequence[str]
+) -> dict[str, Rows]:
+    """
+    The usage tables of a customer's months and the allocation of that customer's invoices across services.
+
+    ``usage`` and ``service_usage`` replace the months' earlier usage (``usage/<customer>/<month>``);
+    ``service_costs`` replaces the invoices' earlier allocation (the invoices' load keys).
+
+    :param frames: the invoices being loaded; only ``customer_id``'s are allocated.
+    :param usage: :func:`~.usage.usage_to_frames` of the months.
+    :param service_usage: :func:`~.usage.service_usage_to_frames` of the months.
+    :param customer_id: the customer the usage belongs to (the token's).
+    :param months: the ``YYYY-MM`` months the usage covers, even those with no usage.
+    :raises ~.allocation.AllocationError: a usage-based line matches no usage type of its month.
+    """
+    keys = [usage_load_key(customer_id, month) for month in months]
+    mine = frames.invoices["customer_id"] == customer_id
+    lines = frames.line_items[frames.line_items["customer_id"] == customer_id]
+    costs = allocate(frames.invoices[mine], lines, usage, service_usage)
+    return {
+        "usage": Rows(usage, keys),
+        "service_usage": Rows(service_usage, keys),
+        "service_costs": Rows(costs, list(frames.invoices.loc[mine, "load_key"])),
+    }
+
+
+def _focus_table(
+    frames: InvoiceFrames, account_names: Mapping[str, str] | None, service_costs: pd.DataFrame | None
+) -> pd.DataFrame:
+    """The ``focus`` rows; a cost that :data:`DECIMAL` would round (rate x units) is refused, never rounded."""
+    table = to_focus_table(frames, account_names=account_names, service_costs=service_costs)
+    for column, kind in FOCUS_SCHEMA.items():
+        values = list(table[column])
+        if kind != "numeric" or _all_fit(values):
+            continue
+        for row, value in enumerate(values):
+            problem = value is not None and _misfit(value)
+            if problem:
+                raise FocusError(
+                    f"invoice {table['invoice_id'].iat[row]} (customer {table['customer_id'].iat[row]}), "
+                    f"line {table['x_FastlyLineNumber'].iat[row]}: FOCUS {column} {value!r} {problem}"
+                )
+    return table
+
+
 def load_frames(
     frames: InvoiceFrames,
     conn_id: str,
@@ -563,6 +735,8 @@ def load_frames(
     schema: str | None = None,
     table_prefix: str = "fastly_",
     lock_timeout: float | None = None,
+    focus: bool = False,
+    account_names: Mapping[str, str] | None = None,
 ) -> dict[str, int]:
     """
     Write ``frames`` into the warehouse of ``conn_id``, replacing the loads they hold; return rows per table.
@@ -571,71 +745,76 @@ def load_frames(
     :param conn_id: an Airflow connection whose hook is a common-sql ``DbApiHook`` (DuckDB, PostgreSQL,
         SQLite, MySQL/MariaDB, or any other).
     :param schema: the schema to write into; default the connection's.
-    :param table_prefix: prefix of the four table names (``fastly_invoices``...).
+    :param table_prefix: prefix of the table names (``fastly_invoices``...).
     :param lock_timeout: seconds to wait for concurrent loads of the same warehouse before failing;
         default the connection extra ``lock_timeout`` (not on PostgreSQL, whose hook hands every extra
         to libpq), else :data:`LOCK_TIMEOUT` (10 minutes).
+    :param focus: also write the ``focus`` table (FOCUS 1.2 rows of the invoices), in the same transaction.
+    :param account_names: customer id -> account name for the ``focus`` table; default the customer id.
     """
-    from airflow.providers.common.sql.hooks.sql import DbApiHook
-
-    check_identifier(schema, "schema")
-    check_identifier(table_prefix, "table_prefix")
-    hook = BaseHook.get_hook(conn_id)
-    if not isinstance(hook, DbApiHook):
-        raise TypeError(f"connection {conn_id!r} is not a SQL database connection ({type(hook).__name__})")
-    timeout = _lock_timeout(lock_timeout, hook)
-    conn = _connect(hook, timeout)
-    try:
-        dialect = DIALECTS.get(_driver(conn), Dialect)(hook, conn, Tables(schema, table_prefix), timeout)
-        _replace(dialect, frames)
-    finally:
-        conn.close()
-    return {name: len(frame) for name, frame in frames.tables.items()}
+    tables = invoice_tables(frames, focus=focus, account_names=account_names)
+    return load_tables(tables, conn_id, schema=schema, table_prefix=table_prefix, lock_timeout=lock_timeout)
 
 
-def _replace(dialect: Dialect, frames: InvoiceFrames) -> None:
-    """Lock, prepare the tables, delete the loads' old rows and insert the new ones; roll back on any failure."""
-    try:
-        dialect.begin()
-        dialect.lock()
-        dialect.prepare()
-        dialect.delete(frames.load_keys)
-        for name, frame in frames.tables.items():
-            if not frame.empty:
-                dialect.insert(name, frame)
-        dialect.conn.commit()
-    except BaseException:
-        # A dropped connection cannot roll back, but its server already has: keep the original error.
-        with contextlib.suppress(Exception):
-            dialect.conn.rollback()
-        raise
-    finally:
-        with contextlib.suppress(Exception):
-            dialect.release()
+def load_tables(
+    tables: Mapping[str, Rows],
+    conn_id: str,
+    *,
+    schema: str | None = None,
+    table_prefix: str = "fastly_",
+    lock_timeout: float | None = None,
+) -> dict[str, int]:
+    """
+    Write tables of :data:`TABLES` in one transaction: each table's rows replace its rows of the same load keys.
+
+    One :class:`Load` with one :meth:`~Load.write`.
+
+    :param tables: table name (without prefix) -> its :class:`Rows`; e.g. :func:`invoice_tables` joined with
+        the usage tables of the same months.
+    :param conn_id: as for :func:`load_frames`.
+    :param schema: as for :func:`load_frames`.
+    :param table_prefix: as for :func:`load_frames`.
+    :param lock_timeout: as for :func:`load_frames`.
+    """
+    with Load(conn_id, tables=tables, schema=schema, table_prefix=table_prefix, lock_timeout=lock_timeout) as load:
+        load.write(tables)
+    return load.rows
 
 
 class Load:
     """
-    One all-or-nothing load written in parts: ``with Load(conn_id) as load: load.write(frames)``, repeatedly.
+    One all-or-nothing load written in parts: ``with Load(conn_id, tables=...) as load: load.write(...)``, repeatedly.
 
-    Entering locks and prepares the tables as :func:`load_frames` does; each :meth:`write` replaces the loads
-    its frames hold; leaving commits, or rolls everything back on any exception. A caller with many
-    invoices builds and writes their frames part by part, so memory holds one part, not all of them.
-    Parameters as for :func:`load_frames`.
+    Entering takes the lock, checks that existing tables of the names in ``tables`` are ours, and creates
+    or migrates them (before any data: MySQL commits DDL implicitly). Each :meth:`write` replaces, per
+    table, the rows of its load keys; leaving commits, or rolls everything back on any exception. A caller
+    with many invoices builds and writes their tables part by part, so memory holds one part, not all.
+
+    :param conn_id: as for :func:`load_frames`.
+    :param tables: the names (of :data:`TABLES`, without prefix) the load may write; default the four
+        invoice tables.
+    :param schema: as for :func:`load_frames`.
+    :param table_prefix: as for :func:`load_frames`.
+    :param lock_timeout: as for :func:`load_frames`.
     """
 
     def __init__(
         self,
         conn_id: str,
         *,
+        tables: Iterable[str] = INVOICE_TABLES,
         schema: str | None = None,
         table_prefix: str = "fastly_",
         lock_timeout: float | None = None,
     ) -> None:
         check_identifier(schema, "schema")
         check_identifier(table_prefix, "table_prefix")
+        names = list(dict.fromkeys(tables))
+        unknown = sorted(set(names) - TABLES.keys())
+        if unknown:
+            raise ValueError(f"unknown tables {', '.join(unknown)}: the provider writes {', '.join(TABLES)}")
         self.conn_id, self.tables, self.lock_timeout = conn_id, Tables(schema, table_prefix), lock_timeout
-        self.rows = dict.fromkeys(SCHEMA, 0)
+        self.rows = dict.fromkeys(names, 0)
         """Rows written so far, per table."""
         self.dialect: Dialect | None = None
 
@@ -651,21 +830,25 @@ class Load:
             self.dialect = DIALECTS.get(_driver(conn), Dialect)(hook, conn, self.tables, timeout)
             self.dialect.begin()
             self.dialect.lock()
-            self.dialect.prepare()
+            self.dialect.prepare(list(self.rows))
         except BaseException as exc:
             self._end(conn, exc)
             raise
         return self
 
-    def write(self, frames: InvoiceFrames) -> None:
-        """Replace the loads ``frames`` hold with their rows, inside the load's transaction."""
+    def write(self, tables: Mapping[str, Rows]) -> None:
+        """Replace, in each table, the rows of its load keys with its new rows, inside the load's transaction."""
         if self.dialect is None:
             raise RuntimeError("write inside `with Load(...) as load:` only")
-        self.dialect.delete(frames.load_keys)
-        for name, frame in frames.tables.items():
-            if not frame.empty:
-                self.dialect.insert(name, frame)
-            self.rows[name] += len(frame)
+        undeclared = sorted(set(tables) - self.rows.keys())
+        if undeclared:
+            raise ValueError(f"tables {', '.join(undeclared)} were not named when the load began: pass them in tables=")
+        for name, rows in tables.items():
+            self.dialect.delete(name, rows.load_keys)
+        for name, rows in tables.items():
+            if not rows.frame.empty:
+                self.dialect.insert(name, rows.frame)
+            self.rows[name] += len(rows.frame)
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         if self.dialect is not None:

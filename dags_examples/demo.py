@@ -5,8 +5,11 @@ Not a DAG (``.airflowignore`` keeps Airflow from parsing it): the runner of the 
 
 Starts the Fastly simulator (unless ``AIRFLOW_CONN_FASTLY_DEFAULT`` points at the real API), runs
 ``fastly_invoices_monthly`` for each of the last 12 complete months with ``dag.test()``, reads the
-warehouse back, prints a month-by-month table by product and writes a PNG chart of it. The same months
-become a FOCUS 1.2 file, checked by the FinOps Foundation's validator when ``.venv-focus`` exists.
+warehouse back, prints a month-by-month table by product and writes a PNG chart of it. Then
+``fastly_service_costs_monthly`` loads the same months with their usage per Fastly service and the
+allocation of every line, charted as monthly cost per service (stacked), read back from the warehouse.
+The same months become a FOCUS 1.2 file, checked by the FinOps Foundation's validator when
+``.venv-focus`` exists.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent  # the repository
 OUT = ROOT / "demo"
 DATABASE = OUT / "fastly_billing.duckdb"
 CHART = OUT / "fastly_billing.png"
+SERVICE_CHART = OUT / "fastly_service_costs.png"
 FOCUS_FILE = OUT / "fastly_focus.parquet"
 FOCUS_VENV = ROOT / ".venv-focus"
 HOME = ROOT / ".airflow" / "demo"
@@ -39,6 +43,12 @@ FROM fastly_invoices i JOIN fastly_line_items l ON l.load_key = i.load_key
 WHERE NOT i.is_estimate AND i.api_version = 'v2'
 GROUP BY 1, 2 ORDER BY 1, 2
 """
+SERVICES_SQL = """
+SELECT month, COALESCE(service_name, 'unallocated (plans, support, unattributed usage)') AS service,
+       SUM(amount) AS cost
+FROM fastly_service_costs WHERE NOT is_estimate
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
 TOTALS_SQL = """
 SELECT strftime(period_start, '%Y-%m') AS month, cost AS invoice_total FROM fastly_invoices
 WHERE NOT is_estimate AND api_version = 'v2'
@@ -53,11 +63,11 @@ def last_months(count: int) -> list:
     return [first.subtract(months=n) for n in range(count - 1, -1, -1)]
 
 
-def run_months() -> None:
+def run_months(dag_id: str) -> None:
     if not (HOME / "airflow.db").exists():
         HOME.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
-    path = ROOT / "dags_examples" / "fastly_invoices_monthly.py"
+    path = ROOT / "dags_examples" / f"{dag_id}.py"
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -65,7 +75,7 @@ def run_months() -> None:
         run = module.dag.test(logical_date=logical_date)
         print(f"  run of {logical_date:%Y-%m-%d} (loads the month before): {run.state}", flush=True)
         if run.state != "success":
-            raise SystemExit(f"fastly_invoices_monthly failed for {logical_date:%Y-%m-%d}")
+            raise SystemExit(f"{dag_id} failed for {logical_date:%Y-%m-%d}")
 
 
 def report() -> None:
@@ -89,6 +99,32 @@ def report() -> None:
     figure.tight_layout()
     figure.savefig(CHART, dpi=110)
     print(f"\nWarehouse: {DATABASE}\nChart:     {CHART}")
+
+
+def report_services() -> None:
+    """Monthly cost per Fastly service, stacked, from ``fastly_service_costs``."""
+    import duckdb
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with duckdb.connect(str(DATABASE), read_only=True) as db:
+        costs = db.sql(SERVICES_SQL).df().pivot(index="month", columns="service", values="cost").fillna(0)
+    services = [c for c in costs.sum().sort_values(ascending=False).index if not c.startswith("unallocated")]
+    costs = costs[services + [c for c in costs.columns if c not in services]]  # unallocated on top
+    print("\nCost per Fastly service by month (USD), read back from fastly_service_costs:\n")
+    print(costs.assign(total=costs.sum(axis=1)).to_string(float_format=lambda v: f"{v:,.2f}"))
+    figure, axes = plt.subplots(figsize=(11, 5.5))
+    palette = plt.get_cmap("tab10")
+    colors = [palette(n % 10) if c in services else "lightgrey" for n, c in enumerate(costs.columns)]
+    costs.astype(float).plot.bar(stacked=True, ax=axes, width=0.8, color=colors)
+    axes.set(title="Fastly bill by month and Fastly service (usage split by each service's use)")
+    axes.set(xlabel="billing month", ylabel="USD")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    figure.tight_layout()
+    figure.savefig(SERVICE_CHART, dpi=110)
+    print(f"\nChart:     {SERVICE_CHART}")
 
 
 def export_focus() -> None:
@@ -129,9 +165,12 @@ def main() -> None:
             os.environ["AIRFLOW_CONN_FASTLY_DEFAULT"] = json.dumps(sim.connection())
             print(f"Fastly simulator at {sim.url} (set AIRFLOW_CONN_FASTLY_DEFAULT to use the real API)")
         print("Running fastly_invoices_monthly for the last 12 months:")
-        run_months()
+        run_months("fastly_invoices_monthly")
+        print("Running fastly_service_costs_monthly for the same months (usage per service, allocation):")
+        run_months("fastly_service_costs_monthly")
         export_focus()
     report()
+    report_services()
     validate_focus()
 
 

@@ -151,7 +151,9 @@ class Warehouse:
         """Run a query; ``{invoices}``-style names are the test's qualified tables."""
         from airflow.sdk import BaseHook
 
-        names = {n: self.table(n) for n in ("invoices", "line_items", "regions", "extras")}
+        from airflow_provider_fastly_billing.warehouse import TABLES
+
+        names = {n: self.table(n) for n in TABLES}
         conn = BaseHook.get_hook(self.conn_id).get_conn()
         try:
             cursor = conn.cursor()

@@ -34,6 +34,7 @@ def test_every_example_parses_without_import_errors() -> None:
         "fastly_invoices_v3",
         "fastly_mtd_estimate_daily",
         "fastly_reseller_invoices",
+        "fastly_service_costs_monthly",
     }
 
 
@@ -95,7 +96,7 @@ def test_monthly_loads_run_one_at_a_time_and_retry_with_backoff() -> None:
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(EXAMPLES))
-    for dag_id in ("fastly_invoices_monthly", "fastly_invoices_v3"):
+    for dag_id in ("fastly_invoices_monthly", "fastly_invoices_v3", "fastly_service_costs_monthly"):
         (task,) = bag.get_dag(dag_id).tasks
         assert task.max_active_tis_per_dag == 1
         assert task.retry_exponential_backoff
@@ -118,3 +119,29 @@ def test_reseller_invoices(example, sim: FastlySimulator, warehouse: Warehouse, 
     assert run.state == "success"
     assert sorted(run.xcom["load_invoices"]["invoice_ids"]) == sorted(str(i) for _, i in pairs)
     assert warehouse.rows("SELECT COUNT(DISTINCT customer_id) FROM {invoices}")[0][0] == 3
+
+
+def test_service_costs_monthly_splits_every_line_exactly(example, sim: FastlySimulator, warehouse: Warehouse) -> None:
+    for month in (3, 4, 4):  # February, then March twice: a re-run replaces its month
+        run = example("fastly_service_costs_monthly", pendulum.datetime(2025, month, 1, tz="UTC"))
+        assert run.state == "success"
+    lines: dict[tuple[str, int], Decimal] = {}
+    for invoice_id, line, amount in warehouse.rows("SELECT invoice_id, line_number, amount FROM {service_costs}"):
+        lines[invoice_id, int(line)] = lines.get((invoice_id, int(line)), Decimal(0)) + Decimal(str(amount))
+    docs = [sim.invoice(sim.customer_id, 2025, m) for m in (2, 3)]
+    assert lines == {
+        (str(d["invoice_id"]), n): i["amount"] for d in docs for n, i in enumerate(d["line_items"], start=1)
+    }
+    services = warehouse.rows("SELECT COUNT(DISTINCT service_id) FROM {service_costs} WHERE allocated")[0][0]
+    assert services >= 3
+    months = warehouse.rows("SELECT month, COUNT(*) FROM {service_usage} GROUP BY month ORDER BY month")
+    assert [m for m, _ in months] == ["2025-02", "2025-03"]
+    per_service: dict[str | None, Decimal] = {}
+    for service, amount in warehouse.rows("SELECT service_id, amount FROM {service_costs}"):
+        per_service[service] = per_service.get(service, Decimal(0)) + Decimal(str(amount))
+    in_focus: dict[str | None, Decimal] = {}
+    for resource, cost in warehouse.rows("SELECT resourceid, billedcost FROM {focus}"):
+        in_focus[resource] = in_focus.get(resource, Decimal(0)) + Decimal(str(cost))
+    assert in_focus == per_service
+    march = f"SELECT COUNT(*) FROM {{service_costs}} WHERE invoice_id = '{docs[1]['invoice_id']}'"
+    assert run.xcom["load_service_costs"]["rows"]["service_costs"] == warehouse.rows(march)[0][0]

@@ -143,3 +143,17 @@ def test_client_parses_every_service_usage_page(usage_api, sim: FastlySimulator)
                 break
         assert len(seen) == len(set(seen)) == answer.data.meta.total
         assert pages >= 2
+
+
+def test_client_parses_get_customer(sim: FastlySimulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastly.api.customer_api import CustomerApi
+    from fastly.model.customer_response import CustomerResponse
+
+    monkeypatch.delenv("FASTLY_API_TOKEN", raising=False)
+    configuration = fastly.Configuration(host=sim.url)
+    configuration.api_token = sim.token
+    api = CustomerApi(fastly.ApiClient(configuration))
+    for customer in sim.customers:
+        answer = api.get_customer(customer_id=customer)
+        assert isinstance(answer, CustomerResponse)
+        assert (answer.id, answer.name) == (customer, sim.account_name(customer))

@@ -333,6 +333,26 @@ def test_export_operator_writes_the_month(fastly_connection: FastlySimulator, tm
     assert set(table.loc[table["BillingAccountId"] == sim.customer_id, "BillingAccountName"]) == {"Acme"}
 
 
+def test_export_operator_reads_account_names_from_the_customer_api(
+    fastly_connection: FastlySimulator, tmp_path
+) -> None:
+    import pyarrow.parquet as pq
+
+    sim = fastly_connection
+    run = run_dag(
+        "focus_export_names",
+        export_dag(f"{tmp_path}/f.parquet", 'api_version="v3"'),
+        pendulum.datetime(2025, 4, 1, tz="UTC"),
+    )
+    assert run.state == "success"
+    table = pq.read_table(tmp_path / "f.parquet").to_pandas()
+    names = dict(zip(table["BillingAccountId"], table["BillingAccountName"], strict=True))
+    assert names == {c: sim.account_name(c) for c in sim.customers}
+    assert sorted(r.path for r in sim.requests if r.path.startswith("/customer/")) == sorted(
+        f"/customer/{c}" for c in sim.customers
+    )
+
+
 def test_export_operator_refuses_bad_input_before_any_request(fastly_connection: FastlySimulator, tmp_path) -> None:
     run = run_dag("focus_export_bad", export_dag(f"{tmp_path}/f.csv", 'fmt="xlsx"'))
     assert run.state == "failed"

@@ -71,6 +71,56 @@ def test_focus_validator_passes(dataset: str, invoices_of, tmp_path: Path) -> No
     assert result.passed > 150
 
 
+@pytest.mark.parametrize("api_version", ["v2", "v3"])
+def test_focus_validator_passes_rows_per_service(
+    api_version: str, fastly_connection: FastlySimulator, tmp_path: Path
+) -> None:
+    """12 months of every customer, the token's customer's lines split across its services (ResourceId)."""
+    from airflow_provider_fastly_billing.allocation import allocate
+    from airflow_provider_fastly_billing.api.usage import service_usage_queries
+    from airflow_provider_fastly_billing.focus import to_focus, write_focus
+    from airflow_provider_fastly_billing.frames import invoices_to_frames
+    from airflow_provider_fastly_billing.hooks.billing import BillingHook
+    from airflow_provider_fastly_billing.usage import service_usage_to_frames, usage_to_frames
+
+    focus_venv()
+    sim, hook = fastly_connection, BillingHook()
+    items = hook.get_usage_metrics("2025-01", "2025-12")
+    services = [row for query in service_usage_queries(items) for row in hook.list_service_usage(**query)]
+    frames = invoices_to_frames(simulator_invoices(sim, api_version))
+    mine = frames.invoices["customer_id"] == sim.customer_id
+    lines = frames.line_items[frames.line_items["customer_id"] == sim.customer_id]
+    costs = allocate(
+        frames.invoices[mine], lines, usage_to_frames(items, sim.customer_id), service_usage_to_frames(services)
+    )
+    plain = to_focus(frames)
+    df = to_focus(frames, service_costs=costs)
+    own_checks(df, frames)
+    per_line = df.groupby(["x_FastlyInvoiceId", "x_FastlyLineNumber"])[["BilledCost", "ListCost", "PricingQuantity"]]
+    assert (
+        per_line.sum().to_dict()
+        == plain.groupby(["x_FastlyInvoiceId", "x_FastlyLineNumber"])[["BilledCost", "ListCost", "PricingQuantity"]]
+        .sum()
+        .to_dict()
+    )
+    named = df[df["ResourceId"].notna()]
+    assert set(named["ResourceId"]) == set(costs.loc[costs["allocated"].astype(bool), "service_id"])
+    assert dict(zip(named["ResourceId"], named["ResourceName"], strict=True)) == dict(
+        zip(costs["service_id"].dropna(), costs["service_name"].dropna(), strict=True)
+    )
+    assert set(df.loc[df["BillingAccountId"] != sim.customer_id, "ResourceId"]) == {None}
+    assert len(df) > len(plain)
+
+    result = run_focus_validator(write_focus(df, tmp_path / "per-service.parquet"))
+
+    print(
+        f"\nfocus-validator 2.2.1, FOCUS 1.2, simulator-{api_version} per service ({len(df)} rows): {result.summary()}"
+    )
+    assert result.errored == []
+    assert set(result.failed) <= KNOWN_FALSE_POSITIVES
+    assert result.ok
+
+
 def test_focus_validator_sees_a_broken_file(tmp_path: Path) -> None:
     """The gate can fail: a service under two categories fails the validator's ServiceName rules."""
     from airflow_provider_fastly_billing.focus import to_focus, write_focus

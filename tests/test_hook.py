@@ -63,6 +63,26 @@ def test_get_invoice_by_id(hook: BillingHook, sim: FastlySimulator) -> None:
     assert invoice["customer_id"] == customer
 
 
+def test_get_customer_names_each_account_customer(hook: BillingHook, sim: FastlySimulator) -> None:
+    names = {customer: hook.get_customer(customer)["name"] for customer in sim.customers}
+    assert names == dict(
+        zip(sim.customers, ("Acme Media Ltd", "Northwind Streaming GmbH", "Globex Retail Inc."), strict=True)
+    )
+    assert [r.path for r in sim.requests] == [f"/customer/{c}" for c in sim.customers]
+    assert sim.requests[0].headers["Fastly-Key"] == sim.token
+
+
+def test_get_customer_unknown_is_a_404_and_a_bad_id_is_refused_before_sending(
+    hook: BillingHook, sim: FastlySimulator
+) -> None:
+    with pytest.raises(FastlyNotFoundError, match="NoSuchCustomer1"):
+        hook.get_customer("NoSuchCustomer1")
+    sim.reset()
+    with pytest.raises(ValueError, match="customer"):
+        hook.get_customer("../tokens")
+    assert sim.requests == []
+
+
 def test_get_invoice_mtd_with_and_without_period(hook: BillingHook, sim: FastlySimulator) -> None:
     estimate = hook.get_invoice_mtd(sim.customer_id)
     assert estimate["status"]["status"] == "MTD"

@@ -82,6 +82,64 @@ def test_estimates_of_several_customers(fastly: FastlySimulator, warehouse: Ware
     assert warehouse.rows("SELECT COUNT(*) FROM {invoices} WHERE is_estimate")[0][0] == 3
 
 
+def test_focus_rows_named_from_the_customer_api_once_per_load(fastly: FastlySimulator, warehouse: Warehouse) -> None:
+    run = run_dag(
+        f"transfer_focus_{warehouse.dialect}",
+        transfer_dag(warehouse, 'api_version="v3", year=2025, month=5, focus=True'),
+    )
+    assert run.state == "success"
+    assert sorted(r.path for r in fastly.requests if r.path.startswith("/customer/")) == sorted(
+        f"/customer/{c}" for c in fastly.customers
+    )
+    names = warehouse.rows("SELECT DISTINCT customer_id, billingaccountname FROM {focus}")
+    assert sorted(names) == sorted((c, fastly.account_name(c)) for c in fastly.customers)
+    billed: dict[str, Decimal] = {}
+    for invoice_id, cost in warehouse.rows("SELECT invoice_id, billedcost FROM {focus}"):
+        billed[invoice_id] = billed.get(invoice_id, Decimal(0)) + Decimal(str(cost))
+    totals = warehouse.rows("SELECT invoice_id, cost FROM {invoices}")
+    assert billed == {i: Decimal(str(c)) for i, c in totals} and len(billed) == 3
+    assert run.xcom["load"]["rows"]["focus"] == sum(1 for _ in warehouse.rows("SELECT 1 FROM {focus}"))
+
+
+def test_fan_out_in_parts_writes_focus_rows_of_every_part(
+    fastly: FastlySimulator, warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parts of 2 invoices: each part's FOCUS rows are built from its own frames, accounts read once per load."""
+    monkeypatch.setattr("airflow_provider_fastly_billing.operators.transfer.PART_SIZE", 2)
+    pairs = [[c, fastly.invoice_ids(c)[i]] for c in fastly.customers for i in (2, 3)]
+    run = run_dag(
+        f"transfer_parts_focus_{warehouse.dialect}", transfer_dag(warehouse, f"invoices={pairs!r}, focus=True")
+    )
+    assert run.state == "success"
+    assert sorted(r.path for r in fastly.requests if r.path.startswith("/customer/")) == sorted(
+        f"/customer/{c}" for c in fastly.customers
+    )
+    billed: dict[str, Decimal] = {}
+    for invoice_id, cost in warehouse.rows("SELECT invoice_id, billedcost FROM {focus}"):
+        billed[invoice_id] = billed.get(invoice_id, Decimal(0)) + Decimal(str(cost))
+    assert billed == {str(i): fastly.invoice_by_id(c, i)["total"]["cost"] for c, i in pairs}
+    assert run.xcom["load"]["rows"]["focus"] == warehouse.rows("SELECT COUNT(*) FROM {focus}")[0][0]
+    assert run.xcom["load"]["rows"]["invoices"] == len(pairs)
+
+
+def test_v3_service_costs_allocate_the_token_customers_invoice(fastly: FastlySimulator, warehouse: Warehouse) -> None:
+    run = run_dag(
+        f"transfer_costs_v3_{warehouse.dialect}",
+        transfer_dag(warehouse, 'api_version="v3", year=2025, month=6, service_costs=True'),
+    )
+    assert run.state == "success"
+    assert warehouse.rows("SELECT COUNT(*) FROM {invoices}")[0][0] == len(fastly.customers)
+    lines: dict[int, Decimal] = {}
+    for customer, line, amount in warehouse.rows("SELECT customer_id, line_number, amount FROM {service_costs}"):
+        assert customer == fastly.customer_id
+        lines[int(line)] = lines.get(int(line), Decimal(0)) + Decimal(str(amount))
+    billed = warehouse.rows(
+        f"SELECT line_number, amount FROM {{line_items}} WHERE customer_id = '{fastly.customer_id}'"
+    )
+    assert lines == {int(n): Decimal(str(a)) for n, a in billed}
+    assert warehouse.rows("SELECT DISTINCT month FROM {usage}") == [("2025-06",)]
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
@@ -91,6 +149,8 @@ def test_estimates_of_several_customers(fastly: FastlySimulator, warehouse: Ware
         ("", "exactly one of"),
         ("year=2025, month=1, table_prefix='x;drop'", "table_prefix must be"),
         ("year=2025, month=1, max_workers=500", "max_workers must be 1 to 16"),
+        ("estimate_for=['abc'], service_costs=True", "service_costs needs year and month"),
+        ("year=2025, month=1, focus=True, account_names=['Acme']", "account_names must be a mapping"),
     ],
 )
 def test_bad_arguments_fail_before_any_request(fastly, warehouse: Warehouse, arguments, message, capfd) -> None:

@@ -195,7 +195,7 @@ def test_postgres_copy_is_exact_with_either_driver(driver: str) -> None:
     import importlib
     import uuid
 
-    from airflow_provider_fastly_billing.warehouse import PostgreSQL, Tables, _replace
+    from airflow_provider_fastly_billing.warehouse import INVOICE_TABLES, PostgreSQL, Tables
     from tests.conftest import postgres_available
 
     if not postgres_available():
@@ -208,7 +208,11 @@ def test_postgres_copy_is_exact_with_either_driver(driver: str) -> None:
     schema = f"copy_{driver}_{uuid.uuid4().hex[:8]}"
     conn = importlib.import_module(driver).connect(host="127.0.0.1", user="postgres", dbname="test")
     try:
-        _replace(PostgreSQL(None, conn, Tables(schema, "fastly_"), 10.0), frames)
+        dialect = PostgreSQL(None, conn, Tables(schema, "fastly_"), 10.0)
+        dialect.prepare(INVOICE_TABLES)
+        for name, frame in frames.tables.items():
+            dialect.insert(name, frame)
+        conn.commit()
         cursor = conn.cursor()
         cursor.execute(
             f"SELECT amount, credit_coupon_code, created_at FROM {schema}.fastly_line_items ORDER BY line_number"

@@ -156,3 +156,16 @@ def test_a_load_waits_for_another_and_gives_up_after_lock_timeout_naming_it(ware
         threading.Timer(1.0, release).start()
         load_frames(frames, warehouse.conn_id, schema=warehouse.schema, lock_timeout=60)
     assert_exact(warehouse, {1})
+
+
+def test_a_duckdb_file_being_created_is_waited_for_a_broken_one_fails_at_once(tmp_path, connect) -> None:
+    """A header-less file seconds old is another process creating it; an old one is broken, and said so at once."""
+    path = tmp_path / "w.duckdb"
+    path.write_bytes(b"")
+    conn_id = connect("creating_duckdb", {"conn_type": "duckdb", "host": str(path)})
+    with pytest.raises(TimeoutError, match=r"waited 1 s \(lock_timeout\).*not a valid DuckDB database file"):
+        load_frames(month_frames(1), conn_id, lock_timeout=1)
+    os.utime(path, (0, 0))
+    with pytest.raises(Exception, match=r"not a valid DuckDB database file") as refused:
+        load_frames(month_frames(1), conn_id, lock_timeout=600)
+    assert not isinstance(refused.value, TimeoutError)

@@ -24,3 +24,8 @@ def mtd_request(
     if validation.api_version(api_version) == "v3":
         return v3.MTD_PATH, {}
     return v2.mtd_request(customer_id, year, month)
+
+
+def customer_path(customer_id: str) -> str:
+    """Path of a customer's record (``GET /customer/{customer_id}``): its account name, among others."""
+    return f"/customer/{validation.customer_id(customer_id)}"

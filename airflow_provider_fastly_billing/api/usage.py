@@ -11,35 +11,24 @@ naming the month, usage type, service and field.
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
 
 from airflow_provider_fastly_billing.exceptions import FastlyApiError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping
+    from collections.abc import Iterable, Mapping
 
 USAGE_METRICS_PATH = "/billing/v3/usage-metrics"
 SERVICE_USAGE_PATH = "/billing/v3/service-usage-metrics"
 MONTHS_PER_CALL = 3
 MAX_SERVICE_PAGE = 10_000
-PAGE_MARGIN = 2
-"""Pages allowed beyond what ``meta.total`` and ``limit`` imply, for usage that grows while we page."""
-MAX_PAGES = 10_000
-"""Pages allowed when ``meta.total`` says nothing: ten million services at the largest page size."""
 
 _MONTH = re.compile(r"(\d{4})-(\d{2})", re.ASCII)
 _SERVICE_ID = re.compile(r"[A-Za-z0-9]{1,64}", re.ASCII)
 _FIRST_YEAR = 2000
-
-
-def where(path: str, params: Mapping[str, str] | None = None) -> str:
-    """The path and query a request goes to, as errors name it (the token is never in it)."""
-    return f"{path}?{urlencode(params)}" if params else path
 
 
 def month(value: object, what: str, *, today: date | None = None) -> str:
@@ -183,11 +172,9 @@ def usage_metrics_items(answer: Mapping[str, Any], path: str) -> list[dict[str, 
     return items
 
 
-def service_usage_page(
-    answer: Mapping[str, Any], params: Mapping[str, str], path: str
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def service_usage_rows(answer: Mapping[str, Any], params: Mapping[str, str], path: str) -> list[dict[str, Any]]:
     """
-    The service rows and the ``meta`` of one service-usage page.
+    The service rows of one service-usage page.
 
     Each ``Serviceusagemetric`` (``data.details``) comes back with the page's ``customer_id``,
     ``usage_type``, ``unit``, ``start_time`` and ``end_time``, the query's ``product_id``, ``start_month``
@@ -204,66 +191,11 @@ def service_usage_page(
         at = f"service usage {span}, usage type {data.get('usage_type')!r}, service {detail.get('service_id')!r} (#{n})"
         units = exact(detail.get("usage_units"), "usage_units", at, path)
         rows.append({**context, **{k: v for k, v in detail.items() if v is not None}, "usage_units": units})
-    meta = data.get("meta") if isinstance(data.get("meta"), dict) else answer.get("meta")
-    return rows, meta if isinstance(meta, dict) else {}
+    return rows
 
 
-def walk_cursor(
-    fetch: Callable[[dict[str, str]], Mapping[str, Any]],
-    params: Mapping[str, str],
-    page: Callable[[Mapping[str, Any], dict[str, str]], tuple[list[dict[str, Any]], Mapping[str, Any]]],
-    path: str,
-    *,
-    max_pages: int = MAX_PAGES,
-) -> Iterator[dict[str, Any]]:
-    """
-    Every item of a cursor-paged list, page by page, with bounds so a broken API cannot loop forever.
-
-    Refused with ``FastlyApiError``: a cursor sent a second time, an empty page that points to another,
-    more pages than ``meta.total`` / ``limit`` allow (plus :data:`PAGE_MARGIN`), and more than ``max_pages``.
-
-    :param fetch: sends one request with the given query and returns the decoded answer.
-    :param params: the query of the first page; later pages add ``cursor``.
-    :param page: splits an answer (and the query that got it) into its items and its ``meta``.
-    :param path: the request path, for errors.
-    :param max_pages: the most pages to fetch whatever ``meta`` says.
-    """
-    followed: set[str] = set()
-    query, pages = dict(params), 0
-    while True:
-        items, meta = page(fetch(query), query)
-        pages += 1
-        yield from items
-        cursor = str(meta.get("next_cursor") or "")
-        if not cursor:
-            return
-        query = {**params, "cursor": cursor}
-        problem = _paging_problem(cursor, followed, items, meta, pages, params, max_pages)
-        if problem:
-            raise FastlyApiError(200, where(path, query), f"{problem} (cursor {cursor!r} after {pages} pages)")
-        followed.add(cursor)
-
-
-def _paging_problem(
-    cursor: str,
-    followed: set[str],
-    items: list[Any],
-    meta: Mapping[str, Any],
-    pages: int,
-    params: Mapping[str, str],
-    max_pages: int,
-) -> str:
-    if cursor in followed:
-        return "the API sent a cursor it had sent before (a paging loop)"
-    if not items:
-        return "the API sent an empty page that points to a next one"
-    if pages >= max_pages:
-        return f"more than {max_pages:,} pages"
-    total, limit = meta.get("total"), meta.get("limit") or params.get("limit")
-    try:
-        allowed = math.ceil(int(total) / int(limit)) + PAGE_MARGIN
-    except (TypeError, ValueError, ZeroDivisionError):
-        return ""
-    if pages >= allowed:
-        return f"more pages than meta.total {total} at limit {limit} allows"
-    return ""
+def service_usage_meta(answer: Mapping[str, Any]) -> Any:
+    """The paging ``meta`` of a service-usage page: inside ``data`` (as Fastly sends it), else top-level."""
+    data = answer.get("data")
+    inner = data.get("meta") if isinstance(data, dict) else None
+    return inner if isinstance(inner, dict) else answer.get("meta")

@@ -1,8 +1,8 @@
 """
 Billing v3, the current generation: invoice paths, the month-to-date path, and the bounded cursor walk.
 
-The walk is generic over where a page keeps its items, so every cursor-paged v3 list (invoices, usage
-metrics) follows ``meta.next_cursor`` with the same bounds.
+The walk is generic over where a page keeps its items and its ``meta``, so every cursor-paged v3 list
+(invoices, service usage) follows ``meta.next_cursor`` with the same bounds.
 """
 
 from __future__ import annotations
@@ -68,6 +68,11 @@ def invoice_items(page: Mapping[str, Any]) -> Any:
     return [] if data is None else data
 
 
+def page_meta(page: Mapping[str, Any]) -> Any:
+    """The paging ``meta`` of a list page: its top-level ``meta``."""
+    return page.get("meta")
+
+
 def _count(value: Any) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -90,6 +95,7 @@ def walk(
     params: Mapping[str, str],
     items: Callable[[Mapping[str, Any]], Any] = invoice_items,
     secret: str | None = None,
+    meta: Callable[[Mapping[str, Any]], Any] = page_meta,
 ) -> Iterator[Any]:
     """
     Every item of every page of a cursor-paged v3 list, following ``meta.next_cursor`` within bounds.
@@ -103,6 +109,7 @@ def walk(
     :param params: the query of the first page; later pages add ``cursor``.
     :param items: the page's list of items (default: its ``data``).
     :param secret: masked in error texts (the token, should the API put it in a cursor).
+    :param meta: the page's paging ``meta`` (default: its top-level ``meta``; service usage keeps it in ``data``).
     """
     followed: set[str] = set()
     query: Mapping[str, str] = params
@@ -114,20 +121,20 @@ def walk(
         if not isinstance(found, list):
             raise FastlyApiError(200, where, f"page {page_count} holds no list of items", secret=secret)
         yield from found
-        meta = page.get("meta")
-        meta = meta if isinstance(meta, dict) else {}
-        cursor = str(meta.get("next_cursor") or "")
+        paging = meta(page)
+        paging = paging if isinstance(paging, dict) else {}
+        cursor = str(paging.get("next_cursor") or "")
         if not cursor:
             return
-        allowed = min(allowed, pages_allowed(meta))
+        allowed = min(allowed, pages_allowed(paging))
         if not found:
             problem = "is empty but names a next cursor"
         elif cursor in followed:
             problem = "names a cursor sent before (a paging loop)"
         elif page_count >= allowed:
             problem = (
-                f"names a next cursor, beyond the {allowed} pages that meta.total={meta.get('total')!r} "
-                f"and meta.limit={meta.get('limit')!r} allow"
+                f"names a next cursor, beyond the {allowed} pages that meta.total={paging.get('total')!r} "
+                f"and meta.limit={paging.get('limit')!r} allow"
             )
         else:
             followed.add(cursor)

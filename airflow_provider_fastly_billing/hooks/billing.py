@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook, ObjectStoragePath
 
-from airflow_provider_fastly_billing.api import mtd_request, transport, v2, v3
+from airflow_provider_fastly_billing.api import customer_path, mtd_request, transport, v2, v3
 from airflow_provider_fastly_billing.api.transport import (
     ACCEPT,
     DEFAULT_BASE_URL,
@@ -17,11 +17,11 @@ from airflow_provider_fastly_billing.api.transport import (
     parse_json,
     settings_from,
 )
-from airflow_provider_fastly_billing.exceptions import FastlyApiError
+from airflow_provider_fastly_billing.exceptions import FastlyApiError, FastlyAuthError, FastlyNotFoundError
 from airflow_provider_fastly_billing.files import storage_path, write_atomically
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator, Mapping
+    from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
     from datetime import date
     from pathlib import Path
 
@@ -190,6 +190,36 @@ class BillingHook(BaseHook):
         pages = v3.walk(lambda query: self._get_json(path, query) or {}, path, params, secret=self.settings.token)
         return (v3.exact_v3_amount(invoice) for invoice in pages)  # type: ignore[misc]
 
+    def get_customer(self, customer_id: str) -> dict[str, Any]:
+        """
+        Return a customer's record (``GET /customer/{customer_id}``, Fastly's ``CustomerResponse``).
+
+        Its ``name`` is the account name that invoices lack (FOCUS ``BillingAccountName``).
+
+        :param customer_id: the alphanumeric Fastly customer id.
+        """
+        return self._get_json(customer_path(customer_id))  # type: ignore[return-value]
+
+    def get_account_names(self, customer_ids: Iterable[str]) -> dict[str, str]:
+        """
+        Return customer id -> account name, one :meth:`get_customer` per distinct id.
+
+        A customer the token may not read (403) or that Fastly does not know (404) is left out, with a
+        warning: FOCUS then names it by its id. Any other failure is raised.
+
+        :param customer_ids: the customers, e.g. those of the invoices of a load.
+        """
+        names = {}
+        for customer_id in dict.fromkeys(customer_ids):
+            try:
+                name = self.get_customer(customer_id).get("name")
+            except (FastlyAuthError, FastlyNotFoundError) as exc:
+                self.log.warning("No account name for customer %s: %s", customer_id, exc)
+                continue
+            if isinstance(name, str) and name:
+                names[customer_id] = name
+        return names
+
     def get_invoice_v3(self, invoice_id: int | str) -> dict[str, Any]:
         """
         Return one v3 invoice (``GET /billing/v3/invoices/{invoice_id}``).
@@ -339,7 +369,8 @@ class BillingHook(BaseHook):
             item
             for params in usage.usage_metrics_requests(start_month, end_month)
             for item in usage.usage_metrics_items(
-                self._get_json(usage.USAGE_METRICS_PATH, params) or {}, usage.where(usage.USAGE_METRICS_PATH, params)
+                self._get_json(usage.USAGE_METRICS_PATH, params) or {},
+                transport.path_with_query(usage.USAGE_METRICS_PATH, params),
             )
         ]
 
@@ -380,9 +411,12 @@ class BillingHook(BaseHook):
             page_size=page_size,
         )
         path = usage.SERVICE_USAGE_PATH
-        return usage.walk_cursor(
+        where = transport.path_with_query(path, params)
+        return v3.walk(
             lambda query: self._get_json(path, query) or {},
-            params,
-            lambda answer, query: usage.service_usage_page(answer, query, usage.where(path, query)),
             path,
+            params,
+            items=lambda answer: usage.service_usage_rows(answer, params, where),
+            secret=self.settings.token,
+            meta=usage.service_usage_meta,
         )

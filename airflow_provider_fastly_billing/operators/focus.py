@@ -37,7 +37,8 @@ class FocusExportOperator(BaseOperator):
     :param api_version: ``"v2"`` (default) or ``"v3"``.
     :param focus_version: ``"1.2"`` (default; what FinOps tools import today) or ``"1.4"``.
     :param fmt: ``"parquet"`` (default, typed) or ``"csv"``.
-    :param account_names: customer id -> account name for ``BillingAccountName`` (default: the customer id).
+    :param account_names: customer id -> account name for ``BillingAccountName``; default: read once per
+        run from Fastly's customer API (``GET /customer/{id}``), the customer id where it has no name.
     """
 
     template_fields: Sequence[str] = (
@@ -107,7 +108,10 @@ class FocusExportOperator(BaseOperator):
 
         year, month = self._check()
         frames = invoices_to_frames(self._invoices(year, month))
-        df = to_focus(frames, version=self.focus_version, account_names=self.account_names)
+        names = self.account_names
+        if names is None:
+            names = self.hook.get_account_names(frames.invoices["customer_id"])
+        df = to_focus(frames, version=self.focus_version, account_names=names)
         target = write_focus(df, self.destination, fmt=self.fmt)
         summary = {
             "destination": str(target),

@@ -20,11 +20,12 @@ from airflow_provider_fastly_billing.operators.billing import default_deferrable
 from airflow_provider_fastly_billing.operators.macros import run_date
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
     from airflow.sdk import Context
 
     from airflow_provider_fastly_billing.frames import InvoiceFrames
+    from airflow_provider_fastly_billing.warehouse import Rows
 
 
 PART_SIZE = 100
@@ -60,6 +61,13 @@ class InvoiceToSqlOperator(BaseOperator):
         for the month, ``invoices`` are fetched by invoice id, and ``estimate_for`` holds the token's own
         customer id (v3 has one estimate per account; a different customer in the answer fails the task).
         Both generations land in the same tables, told apart by ``api_version``.
+    :param focus: also write the ``focus`` table (FOCUS 1.2 rows of the invoices) in the same transaction;
+        with ``service_costs``, split per Fastly service (``ResourceId``/``ResourceName``).
+    :param account_names: customer id -> account name for the ``focus`` table; default: read once per load
+        with :meth:`~.BillingHook.get_account_names` (``GET /customer/{id}``).
+    :param service_costs: with ``year`` and ``month``: also fetch the month's usage metrics and usage per
+        service, and load ``usage``, ``service_usage`` and ``service_costs`` (every line of the token's
+        customer's invoices split across services) in the same transaction as the invoices.
     """
 
     template_fields: Sequence[str] = (
@@ -74,6 +82,7 @@ class InvoiceToSqlOperator(BaseOperator):
         "schema",
         "table_prefix",
         "api_version",
+        "account_names",
     )
     ui_color = "#ff282d"
 
@@ -95,9 +104,15 @@ class InvoiceToSqlOperator(BaseOperator):
         timeout: float = 600.0,
         deferrable: bool = default_deferrable(),
         api_version: str = "v2",
+        focus: bool = False,
+        account_names: Mapping[str, str] | None = None,
+        service_costs: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.focus = focus
+        self.account_names = account_names
+        self.service_costs = service_costs
         self.api_version = api_version
         self.warehouse_conn_id = warehouse_conn_id
         self.fastly_conn_id = fastly_conn_id
@@ -143,6 +158,10 @@ class InvoiceToSqlOperator(BaseOperator):
             modes.append("period")
         if len(modes) != 1:
             raise ValueError("say what to load with exactly one of: year and month, invoices, estimate_for")
+        if self.service_costs and modes[0] != "period":
+            raise ValueError("service_costs needs year and month: usage metrics are per month of the token's customer")
+        if self.account_names is not None and not isinstance(self.account_names, dict):
+            raise ValueError("account_names must be a mapping of customer id to account name")
         if self.api_version == "v3" and len(estimates) > 1:
             raise ValueError("Billing v3 has one estimate, the token's account's: give one customer id")
         return modes[0], {"invoices": pairs, "estimates": estimates, "period": period}[modes[0]]
@@ -230,14 +249,25 @@ class InvoiceToSqlOperator(BaseOperator):
     def _load_parts(
         self, parts: Iterable[tuple[list[dict[str, Any]], list[dict[str, Any]]]], context: Context
     ) -> dict[str, Any]:
-        """Build each part's frames and write them, all parts in one transaction; a part's answers go once written."""
+        """
+        Build each part's tables and write them, all parts in one transaction; a part's answers go once written.
+
+        ``focus`` rows are built per part from that part's frames. ``service_costs`` needs the whole month's
+        invoices: it is allowed with ``year`` and ``month`` only, whose invoices come as one part.
+        """
         from airflow_provider_fastly_billing.frames import InvoiceFrames, estimates_to_frames, invoices_to_frames
-        from airflow_provider_fastly_billing.warehouse import Load
+        from airflow_provider_fastly_billing.warehouse import INVOICE_TABLES, SERVICE_COST_TABLES, Load
 
         fetched_at = datetime.now(timezone.utc)
         snapshot = run_date(context["dag_run"]).date()
+        names = [
+            *INVOICE_TABLES,
+            *(["focus"] if self.focus else []),
+            *(SERVICE_COST_TABLES if self.service_costs else []),
+        ]
+        known_names: dict[str, str] = {}
         summary: dict[str, Any] = {"load_keys": [], "invoice_ids": [], "total_cost": Decimal(0)}
-        with Load(self.warehouse_conn_id, schema=self.schema, table_prefix=self.table_prefix) as load:
+        with Load(self.warehouse_conn_id, tables=names, schema=self.schema, table_prefix=self.table_prefix) as load:
             for invoices, estimates in parts:
                 for estimate in estimates:
                     if self.estimate_for and estimate.get("customer_id") not in self.estimate_for:
@@ -248,11 +278,55 @@ class InvoiceToSqlOperator(BaseOperator):
                     [invoices_to_frames(invoices, fetched_at), estimates_to_frames(estimates, fetched_at, snapshot)]
                 )
                 del invoices, estimates
-                load.write(frames)
+                load.write(self._tables(frames, fetched_at, known_names))
                 _add_summary(summary, frames)
         summary = {**summary, "rows": load.rows, "total_cost": str(summary["total_cost"])}
         self.log.info("Loaded %s into %s: %s", summary["invoice_ids"], self.warehouse_conn_id, load.rows)
         return summary
+
+    def _tables(self, frames: InvoiceFrames, fetched_at: datetime, known_names: dict[str, str]) -> dict[str, Rows]:
+        """
+        A part's invoice tables, ``focus`` and the service cost tables, as the options ask.
+
+        :param known_names: account names read so far in this load; without ``account_names`` given, the
+            part's new customers are read (each once per load) and added to it.
+        """
+        from airflow_provider_fastly_billing.warehouse import invoice_tables
+
+        names = self.account_names
+        if self.focus and names is None:
+            new = [c for c in dict.fromkeys(frames.invoices["customer_id"]) if c not in known_names]
+            known_names.update(self.hook.get_account_names(new))
+            names = known_names
+        costs = self._service_cost_tables(frames, fetched_at) if self.service_costs else {}
+        service_costs = costs["service_costs"].frame if costs else None
+        return invoice_tables(frames, focus=self.focus, account_names=names, service_costs=service_costs) | costs
+
+    def _service_cost_tables(self, frames: InvoiceFrames, fetched_at: datetime) -> dict[str, Rows]:
+        """Fetch the month's usage metrics and service usage; allocate the month's invoices across services."""
+        from airflow_provider_fastly_billing.api.usage import service_usage_queries
+        from airflow_provider_fastly_billing.usage import service_usage_to_frames, usage_to_frames
+        from airflow_provider_fastly_billing.warehouse import service_cost_tables
+
+        year, month = validation.period(self.year, self.month)
+        period = f"{year}-{month}"
+        items = self.hook.get_usage_metrics(period, period)
+        services = [row for query in service_usage_queries(items) for row in self.hook.list_service_usage(**query)]
+        customer = _usage_customer(frames, services)
+        usage, service_usage = (
+            usage_to_frames(items, customer, fetched_at),
+            service_usage_to_frames(services, fetched_at),
+        )
+        self.log.info("Usage of %s in %s: %d usage types, %d service rows", customer, period, len(usage), len(services))
+        return service_cost_tables(frames, usage, service_usage, customer, [period])
+
+
+def _usage_customer(frames: InvoiceFrames, services: list[dict[str, Any]]) -> str:
+    """The customer the usage belongs to: as its service usage says, else the only customer invoiced."""
+    customers = {s["customer_id"] for s in services} or set(frames.invoices["customer_id"])
+    if len(customers) != 1:
+        raise ValueError(f"cannot tell whose usage this is: customers {sorted(customers)}")
+    return customers.pop()
 
 
 def _add_summary(summary: dict[str, Any], frames: InvoiceFrames) -> None:

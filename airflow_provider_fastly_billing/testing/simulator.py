@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 DEFAULT_TOKEN = "sim-billing-token"
 NO_BILLING_TOKEN = "sim-token-without-billing"
 RATE_LIMIT_MESSAGE = "You have exceeded your hourly rate limit. Please wait before making more requests."
+ACCOUNT_NAMES = ("Acme Media Ltd", "Northwind Streaming GmbH", "Globex Retail Inc.")
+"""Account names of the first customers (``GET /customer/{id}``); later ones are numbered."""
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,45 @@ class FastlySimulator:
             return self.customers.index(customer_id)
         except ValueError:
             raise _Reply(404, {"msg": "Record not found", "detail": f"No customer {customer_id}"}) from None
+
+    def account_name(self, customer_id: str) -> str:
+        """The account name of a customer of the account (404 for any other)."""
+        index = self.customer_index(customer_id)
+        return ACCOUNT_NAMES[index] if index < len(ACCOUNT_NAMES) else f"Example Customer {index + 1}"
+
+    def customer(self, customer_id: str) -> dict[str, Any]:
+        """``GET /customer/{customer_id}``: a ``CustomerResponse``, for the account's customers only."""
+        index = self.customer_index(customer_id)
+        return {
+            "id": customer_id,
+            "name": self.account_name(customer_id),
+            "billing_network_type": "public",
+            "billing_ref": None,
+            "can_configure_wordpress": None,
+            "can_reset_passwords": True,
+            "can_upload_vcl": True,
+            "force_2fa": False,
+            "force_sso": False,
+            "has_account_panel": True,
+            "has_improved_events": True,
+            "has_improved_ssl_config": False,
+            "has_openstack_logging": False,
+            "has_pci": False,
+            "has_pci_passwords": False,
+            "ip_whitelist": "0.0.0.0/0",
+            "owner_id": invoices.base62(f"owner:{index}"),
+            "phone_number": "+1-415-555-0100",
+            "postal_address": None,
+            "pricing_plan": "Developer",
+            "pricing_plan_id": invoices.base62("plan:developer"),
+            "billing_contact_id": None,
+            "legal_contact_id": None,
+            "security_contact_id": None,
+            "technical_contact_id": None,
+            "created_at": "2024-01-01T00:00:00Z",
+            "deleted_at": None,
+            "updated_at": "2025-06-01T00:00:00Z",
+        }
 
     def charges(self, customer_id: str, year: int, month: int, *, estimate: bool = False) -> invoices.InvoiceCharges:
         """The charges of a customer's month, or a 404 outside the account's life."""
@@ -425,6 +466,8 @@ class FastlySimulator:
                 "services": [],
                 "created_at": "2024-01-01T00:00:00Z",
             }
+        if m := re.fullmatch(r"/customer/([A-Za-z0-9]+)", path):
+            return self.customer(m[1])
         if m := re.fullmatch(r"/billing/v2/year/(\d{4})/month/(\d{2})", path):
             return self.invoice(self.customer_id, int(m[1]), int(m[2]))
         if m := re.fullmatch(r"/billing/v2/account_customers/([A-Za-z0-9]+)/invoices/(\d+)", path):
