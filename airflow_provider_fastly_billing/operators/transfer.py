@@ -19,7 +19,7 @@ from airflow_provider_fastly_billing.operators.macros import run_date
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from airflow.sdk import Context
+    from airflow.sdk import Asset, Context
 
     from airflow_provider_fastly_billing.frames import InvoiceFrames
 
@@ -140,8 +140,19 @@ class InvoiceToSqlOperator(BaseOperator):
             raise ValueError("Billing v3 has one estimate, the token's account's: give one customer id")
         return modes[0], {"invoices": pairs, "estimates": estimates, "period": period}[modes[0]]
 
+    def _outlet_assets(self) -> list[Asset]:
+        """This task's outlet assets, each one of the tables the load writes (checked before any request)."""
+        from airflow_provider_fastly_billing import assets
+
+        if not self.outlets:
+            return []
+        return assets.check_outlets(
+            self.outlets, assets.written(self.warehouse_conn_id, self.schema, self.table_prefix)
+        )
+
     def execute(self, context: Context) -> dict[str, Any]:
         mode, what = self._check()
+        self._outlet_assets()
         if mode == "period":
             return self._load(self._invoices_of_month(*what), [], context)
         if mode == "invoices":
@@ -221,7 +232,16 @@ class InvoiceToSqlOperator(BaseOperator):
         rows = load_frames(frames, self.warehouse_conn_id, schema=self.schema, table_prefix=self.table_prefix)
         summary = _summary(frames, rows)
         self.log.info("Loaded %s into %s: %s", summary["invoice_ids"], self.warehouse_conn_id, rows)
+        self._announce(context, summary, frames)
         return summary
+
+    def _announce(self, context: Context, summary: dict[str, Any], frames: InvoiceFrames) -> None:
+        """Attach what was loaded (and its months as partition keys) to the outlet assets' events."""
+        from airflow_provider_fastly_billing import assets
+
+        outlets = self._outlet_assets()
+        if outlets:
+            assets.announce(context, outlets, assets.event_extra(summary, frames.invoices))
 
 
 def _summary(frames: InvoiceFrames, rows: dict[str, int]) -> dict[str, Any]:
