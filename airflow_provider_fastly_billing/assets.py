@@ -3,8 +3,9 @@ Assets of the warehouse tables a load writes, and the events a load attaches to 
 
 URIs are spelled as the SQL providers spell theirs (``postgres://host:5432/db/schema/table``,
 ``mysql://host:3306/db/table``); DuckDB and SQLite files, for which no provider registers a scheme, get
-``duckdb:///path/to/file.duckdb/schema/table`` and ``sqlite:///path/to/file.db/table`` (registered by this
-provider's ``asset-uris``). A schema left to the connection is ``default``, as the postgres provider writes it.
+``duckdb://localhost/path/to/file.duckdb/schema/table`` and ``sqlite://localhost/path/to/file.db/table``
+(``localhost`` as in ``file://localhost/...``: Airflow drops an empty host; registered by this provider's
+``asset-uris``). A schema left to the connection is ``default``, as the postgres provider writes it.
 Each event carries the invoice ids, rows per table, the total as an exact string, the currency and the
 period, and on Airflow >= 3.2 the partition key ``YYYY-MM`` of each month loaded.
 """
@@ -38,7 +39,7 @@ def table_uri(conn: Any, table: str, schema: str | None = None) -> str:
     if kind in ("duckdb", "sqlite"):
         path = os.path.abspath(conn.host) if conn.host and conn.host != ":memory:" else ":memory:"
         parts = [path.lstrip("/"), *([schema] if kind == "duckdb" else []), table]
-        return f"{kind}:///{'/'.join(parts)}"
+        return f"{kind}://localhost/{'/'.join(parts)}"
     return f"x-fastly-billing://{conn.conn_id}/{schema}/{table}"
 
 
@@ -83,7 +84,7 @@ def event_extra(summary: Mapping[str, Any], invoices: Any) -> dict[str, Any]:
         "invoice_ids": list(summary["invoice_ids"]),
         "rows": dict(summary["rows"]),
         "total": summary["total_cost"],
-        "currency": ",".join(sorted(set(currencies))),
+        "currency": ",".join(sorted(set(currencies))) or None,  # v2 invoices name no currency
         "period": {"start": min(p[0] for p in periods), "end": max(p[1] for p in periods)} if periods else None,
         "partitions": partition_keys(periods),
     }
@@ -118,7 +119,7 @@ def sanitize_uri(uri: SplitResult) -> SplitResult:
     """Normalise a ``duckdb://`` or ``sqlite://`` asset URI: an absolute file path, then schema and table."""
     parts = uri.path.split("/")
     least = 3 if uri.scheme == "duckdb" else 2
-    if uri.netloc or len(parts) < least + 1 or not all(parts[-least:]):
-        shape = "/path/to/file/schema/table" if uri.scheme == "duckdb" else "/path/to/file/table"
+    if uri.netloc != "localhost" or len(parts) < least + 1 or not all(parts[-least:]):
+        shape = "localhost/path/to/file/schema/table" if uri.scheme == "duckdb" else "localhost/path/to/file/table"
         raise ValueError(f"URI format {uri.scheme}:// must be {uri.scheme}://{shape}")
     return uri

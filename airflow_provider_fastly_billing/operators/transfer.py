@@ -19,6 +19,7 @@ from airflow_provider_fastly_billing.operators.macros import run_date
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Asset, Context
 
     from airflow_provider_fastly_billing.frames import InvoiceFrames
@@ -167,6 +168,14 @@ class InvoiceToSqlOperator(BaseOperator):
         from airflow_provider_fastly_billing.triggers.billing import estimate_from_event
 
         return self._load([], [estimate_from_event(event, TimeoutError)], context)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """OpenLineage: the Fastly endpoints read and the four tables written, with their columns."""
+        from airflow_provider_fastly_billing import assets, lineage
+
+        mode, what = self._check()
+        tables = lineage.table_datasets(assets.written(self.warehouse_conn_id, self.schema, self.table_prefix))
+        return lineage.lineage(self.hook, lineage.transfer_paths(self.api_version, mode, what), tables)
 
     def _invoices_of_month(self, year: str, month: str) -> list[dict[str, Any]]:
         """v2: the account's invoice of the month; v3: every invoice listed for the month."""
