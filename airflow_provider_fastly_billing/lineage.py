@@ -32,7 +32,7 @@ COLUMN_TYPES = {
 """The portable SQL type of each column kind of :data:`~airflow_provider_fastly_billing.frames.SCHEMA`."""
 
 
-def lineage(hook: BillingHook, paths: Iterable[str], outputs: list[Any]) -> OperatorLineage:
+def lineage(hook: BillingHook, paths: Iterable[str], outputs: list[Any]) -> OperatorLineage[Any, Any]:
     """The endpoints read (deduplicated, in order) and the datasets written."""
     from airflow.providers.common.compat.openlineage.facet import Dataset
     from airflow.providers.openlineage.extractors import OperatorLineage
