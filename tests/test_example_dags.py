@@ -23,12 +23,16 @@ if TYPE_CHECKING:
 EXAMPLES = Path(__file__).resolve().parent.parent / "dags_examples"
 
 
-def test_every_example_parses_without_import_errors(monkeypatch, tmp_path) -> None:
-    from airflow.dag_processing.dagbag import DagBag
-
-    # The monthly DAG and the report read the warehouse connection for their assets' URIs.
+@pytest.fixture
+def warehouse_conn(monkeypatch, tmp_path) -> None:
+    """The monthly DAG and the report read the warehouse connection when parsed: their assets' URIs."""
     warehouse = json.dumps({"conn_type": "duckdb", "host": str(tmp_path / "w.duckdb")})
     monkeypatch.setenv("AIRFLOW_CONN_FASTLY_WAREHOUSE", warehouse)
+
+
+def test_every_example_parses_without_import_errors(warehouse_conn) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
     bag = DagBag(dag_folder=str(EXAMPLES))
     assert bag.import_errors == {}
     assert set(bag.dag_ids) == {
@@ -95,7 +99,7 @@ def test_previous_month_of_every_kind_of_run(logical_date, run_after, month) -> 
     assert previous_month(SimpleNamespace(logical_date=logical_date, run_after=run_after)) == month
 
 
-def test_monthly_loads_run_one_at_a_time_and_retry_with_backoff() -> None:
+def test_monthly_loads_run_one_at_a_time_and_retry_with_backoff(warehouse_conn) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(EXAMPLES))
