@@ -7,7 +7,7 @@ URIs are spelled as the SQL providers spell theirs (``postgres://host:5432/db/sc
 (``localhost`` as in ``file://localhost/...``: Airflow drops an empty host; registered by this provider's
 ``asset-uris``). A schema left to the connection is ``default``, as the postgres provider writes it.
 Each event carries the invoice ids, rows per table, the total as an exact string, the currency and the
-period, and on Airflow >= 3.2 the partition key ``YYYY-MM`` of each month loaded.
+period, and on Airflow >= 3.3 (``add_partitions``) the partition key ``YYYY-MM`` of each month loaded.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def announce(context: Context, assets: Sequence[Asset], extra: Mapping[str, Any]
     for asset in assets:
         event = context["outlet_events"][asset]
         event.extra.update(extra)
-        if extra["partitions"] and hasattr(event, "add_partitions"):  # Airflow >= 3.2
+        if extra["partitions"] and hasattr(event, "add_partitions"):  # Airflow >= 3.3
             event.add_partitions(list(extra["partitions"]))
 
 

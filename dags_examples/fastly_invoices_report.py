@@ -5,7 +5,8 @@ Scheduled on the ``fastly_invoices`` table asset of the ``fastly_warehouse`` con
 partitioned timetable: every load's asset event carries the month it loaded as its partition key
 (``2025-02``), and this DAG runs once per key, for exactly that month, whether the load was the monthly
 run, a backfill or a manual re-run. The file goes to the ``fastly_focus_destination`` Airflow Variable
-(default ``/tmp/fastly_focus``): ``fastly-2025-02.csv``. Needs Airflow >= 3.2 (partitioned assets).
+(default ``/tmp/fastly_focus``): ``fastly-2025-02.csv``. Needs Airflow >= 3.3 (a task's events get
+partition keys there).
 """
 
 from __future__ import annotations
