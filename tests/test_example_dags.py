@@ -126,3 +126,13 @@ def test_reseller_invoices(example, sim: FastlySimulator, warehouse: Warehouse, 
     assert run.state == "success"
     assert sorted(run.xcom["load_invoices"]["invoice_ids"]) == sorted(str(i) for _, i in pairs)
     assert warehouse.rows("SELECT COUNT(DISTINCT customer_id) FROM {invoices}")[0][0] == 3
+
+
+def test_the_copier_writes_the_examples_and_keeps_existing_files(tmp_path: Path) -> None:
+    from airflow_provider_fastly_billing.examples import main
+
+    main([str(tmp_path)])
+    assert {p.name for p in tmp_path.iterdir()} == {p.name for p in EXAMPLES.glob("fastly_*.py")}
+    with pytest.raises(FileExistsError, match="--force"):
+        main([str(tmp_path)])
+    main([str(tmp_path), "--force"])
