@@ -32,6 +32,7 @@ install: $(VENV)/.installed
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test: lint focus-validator
 	$(BIN)/pytest -n 2 --dist loadgroup -q

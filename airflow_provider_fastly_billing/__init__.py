@@ -38,6 +38,7 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "sensors": [{"integration-name": INTEGRATION, "python-modules": [f"{_PACKAGE}.sensors.billing"]}],
         "triggers": [{"integration-name": INTEGRATION, "python-modules": [f"{_PACKAGE}.triggers.billing"]}],
+        "asset-uris": [{"schemes": ["duckdb", "sqlite"], "handler": f"{_PACKAGE}.assets.sanitize_uri"}],
         "connection-types": [
             {
                 "connection-type": "fastly",

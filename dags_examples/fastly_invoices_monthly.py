@@ -7,6 +7,9 @@ dags trigger``) loads the month before the day it runs. Re-running a month repla
 the twelve months of 2025 (the runs of 2025-02-01 to 2026-01-01) is one command:
 ``airflow backfill create --dag-id fastly_invoices_monthly --from-date 2025-02-01 --to-date 2026-01-01``.
 Loads run one at a time (``max_active_tis_per_dag=1``): a backfill starts many runs at once.
+
+Each load announces the four tables it wrote as assets (partition key: the month, ``2025-02``);
+``fastly_invoices_report`` runs on them, for that month.
 """
 
 from __future__ import annotations
@@ -14,8 +17,11 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG
 
+from airflow_provider_fastly_billing.assets import warehouse_assets
 from airflow_provider_fastly_billing.operators.macros import previous_month
 from airflow_provider_fastly_billing.operators.transfer import InvoiceToSqlOperator
+
+WAREHOUSE = "fastly_warehouse"
 
 with DAG(
     dag_id="fastly_invoices_monthly",
@@ -33,7 +39,9 @@ with DAG(
         # date) loads the month before the day it was triggered.
         year="{{ previous_month(dag_run).year }}",
         month="{{ previous_month(dag_run).month }}",
-        warehouse_conn_id="fastly_warehouse",
+        warehouse_conn_id=WAREHOUSE,
+        # The tables it writes, as assets (URIs read from the connection): the events name the month.
+        outlets=list(warehouse_assets(WAREHOUSE).values()),
         # One load at a time: a backfill runs many months at once, and a DuckDB file has one writer.
         max_active_tis_per_dag=1,
         retries=3,

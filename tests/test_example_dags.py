@@ -23,7 +23,14 @@ if TYPE_CHECKING:
 EXAMPLES = Path(__file__).resolve().parent.parent / "dags_examples"
 
 
-def test_every_example_parses_without_import_errors() -> None:
+@pytest.fixture
+def warehouse_conn(monkeypatch, tmp_path) -> None:
+    """The monthly DAG and the report read the warehouse connection when parsed: their assets' URIs."""
+    warehouse = json.dumps({"conn_type": "duckdb", "host": str(tmp_path / "w.duckdb")})
+    monkeypatch.setenv("AIRFLOW_CONN_FASTLY_WAREHOUSE", warehouse)
+
+
+def test_every_example_parses_without_import_errors(warehouse_conn) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(EXAMPLES))
@@ -31,6 +38,7 @@ def test_every_example_parses_without_import_errors() -> None:
     assert set(bag.dag_ids) == {
         "fastly_focus_monthly",
         "fastly_invoices_monthly",
+        "fastly_invoices_report",
         "fastly_invoices_v3",
         "fastly_mtd_estimate_daily",
         "fastly_reseller_invoices",
@@ -92,7 +100,7 @@ def test_previous_month_of_every_kind_of_run(logical_date, run_after, month) -> 
     assert previous_month(SimpleNamespace(logical_date=logical_date, run_after=run_after)) == month
 
 
-def test_monthly_loads_run_one_at_a_time_and_retry_with_backoff() -> None:
+def test_monthly_loads_run_one_at_a_time_and_retry_with_backoff(warehouse_conn) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(EXAMPLES))
@@ -145,3 +153,13 @@ def test_service_costs_monthly_splits_every_line_exactly(example, sim: FastlySim
     assert in_focus == per_service
     march = f"SELECT COUNT(*) FROM {{service_costs}} WHERE invoice_id = '{docs[1]['invoice_id']}'"
     assert run.xcom["load_service_costs"]["rows"]["service_costs"] == warehouse.rows(march)[0][0]
+
+
+def test_the_copier_writes_the_examples_and_keeps_existing_files(tmp_path: Path) -> None:
+    from airflow_provider_fastly_billing.examples import main
+
+    main([str(tmp_path)])
+    assert {p.name for p in tmp_path.iterdir()} == {p.name for p in EXAMPLES.glob("fastly_*.py")}
+    with pytest.raises(FileExistsError, match="--force"):
+        main([str(tmp_path)])
+    main([str(tmp_path), "--force"])

@@ -63,6 +63,7 @@ PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 MTD_PENDING = 8  # 202 answers before the estimate is ready: two sensors' pokes, then 15-20 s in the triggerer
 BACKFILL_LINE = re.compile(r"`airflow backfill create --dag-id fastly_invoices_monthly (--from-date [^`]+)`")
 MONTHLY, MONTHLY_PG, DAILY = "fastly_invoices_monthly", "fastly_invoices_monthly_pg", "fastly_mtd_estimate_daily"
+REPORT = "fastly_invoices_report"  # scheduled on the partitioned asset events of MONTHLY's loads
 
 
 SUMMARY: dict[str, Any] = {}  # what the run saw, written to .deploy/run/summary.json
@@ -180,6 +181,7 @@ def write_dags(folder: Path) -> None:
     )
     (folder / f"{MONTHLY_PG}.py").write_text(pg)
     shutil.copy(examples / f"{DAILY}.py", folder)
+    shutil.copy(examples / f"{REPORT}.py", folder)
 
 
 def environment(home: Path, database: str, api_port: int, connections: dict[str, dict], customer: str) -> dict:
@@ -202,6 +204,7 @@ def environment(home: Path, database: str, api_port: int, connections: dict[str,
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW_VAR_FASTLY_CUSTOMER_ID": customer,
+            "AIRFLOW_VAR_FASTLY_FOCUS_DESTINATION": str(home / "focus"),
             "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
         }
     )
@@ -296,7 +299,7 @@ class StateWatcher(threading.Thread):
 def started(deployment: Deployment) -> dict[str, Any]:
     """Start every run: the daily DAG first (its sensor defers for a short while), the backfills, the triggers."""
     dep = deployment
-    for dag_id in (DAILY, MONTHLY, MONTHLY_PG):
+    for dag_id in (DAILY, REPORT, MONTHLY, MONTHLY_PG):
         wait_for(f"{dag_id} to be parsed", lambda d=dag_id: dep.api.get(f"/api/v2/dags/{d}").status_code == 200)
         dep.api.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
         if dag_id == DAILY:
@@ -430,6 +433,38 @@ def test_every_task_succeeded_on_its_first_try(deployment: Deployment, started: 
     SUMMARY["task instances"] = expected
     outcomes = [(ti["dag_id"], ti["dag_run_id"], ti["task_id"], ti["state"], ti["try_number"]) for ti in instances]
     assert [o for o in outcomes if o[3:] != ("success", 1)] == []
+
+
+def test_each_loaded_month_is_exported_by_the_asset_consumer(deployment: Deployment, started: dict) -> None:
+    dep = deployment
+    loads = wait_for(f"{MONTHLY} to finish", lambda: finished(dep, MONTHLY, 14), interval=2)
+    events = dep.get("/api/v2/assets/events", source_dag_id=MONTHLY, limit=1000)["asset_events"]
+    invoices_events = [e for e in events if e["uri"].endswith("/fastly_invoices")]
+    assert len(invoices_events) == len(loads) == 14
+    months = {e["partition_key"] for e in invoices_events}
+    assert {f"2025-{m:02}" for m in range(1, 13)} <= months and len(months) == 13
+    for event in invoices_events:
+        year, month = map(int, event["partition_key"].split("-"))
+        invoice = invoices.v2_invoice(invoices.charges_for(dep.customer, 0, year, month))
+        assert event["extra"]["invoice_ids"] == [str(invoice["invoice_id"])]
+        assert Decimal(event["extra"]["total"]) == Decimal(str(invoice["total"]["cost"]))
+        assert event["extra"]["period"]["start"] == f"{event['partition_key']}-01"
+    runs = wait_for(f"{REPORT} to finish", lambda: finished(dep, REPORT, len(months)), interval=2)
+    assert {r["state"] for r in runs} == {"success"}
+    assert {r["partition_key"] for r in runs} == months
+    exported = {p.name for p in (dep.home / "focus").glob("*.csv")}
+    assert exported == {f"fastly-{m}.csv" for m in months}
+    SUMMARY["asset events"] = {"example": invoices_events[0], "report runs": len(runs)}
+
+
+def test_the_wheel_is_a_registered_typed_provider(deployment: Deployment) -> None:
+    listed = deployment.airflow("providers", "list", "--output", "json")
+    assert "airflow-provider-fastly-billing" in {p["package_name"] for p in json.loads(listed)}
+    package = Path(airflow_provider_fastly_billing.__file__).parent
+    assert (package / "py.typed").is_file()
+    copied = deployment.home / "copied-examples"
+    subprocess.run([str(BIN / "python"), "-m", "airflow_provider_fastly_billing.examples", str(copied)], check=True)
+    assert {p.name for p in copied.glob("*.py")} >= {f"{MONTHLY}.py", f"{REPORT}.py", f"{DAILY}.py"}
 
 
 def test_the_token_is_in_no_log(deployment: Deployment, started: dict) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, conf
 
 from airflow_provider_fastly_billing import validation
+from airflow_provider_fastly_billing.api import v2, v3
 from airflow_provider_fastly_billing.files import storage_path, write_atomically
 from airflow_provider_fastly_billing.hooks.billing import BillingHook
 from airflow_provider_fastly_billing.xcom import jsonable, to_json_bytes
@@ -17,6 +18,7 @@ from airflow_provider_fastly_billing.xcom import jsonable, to_json_bytes
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
 FORMATS = ("json", "csv", "pdf")
@@ -58,6 +60,17 @@ class _BillingOperator(BaseOperator):
     def hook(self) -> BillingHook:
         return BillingHook(self.fastly_conn_id)
 
+    def _api_paths(self) -> list[str]:
+        """The API paths this operator reads (for lineage)."""
+        raise NotImplementedError
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """OpenLineage: the Fastly endpoint read, and the file written if ``output_path`` is set."""
+        from airflow_provider_fastly_billing import lineage
+
+        outputs = [lineage.file_dataset(self.output_path)] if self.output_path else []
+        return lineage.lineage(self.hook, self._api_paths(), outputs)
+
     def _check_output(self) -> None:
         if self.fmt not in self.formats:
             raise ValueError(f"fmt must be one of {', '.join(self.formats)}, got {self.fmt!r}")
@@ -95,6 +108,9 @@ class GetInvoiceOperator(_BillingOperator):
         self.year = year
         self.month = month
 
+    def _api_paths(self) -> list[str]:
+        return [v2.invoice_path(self.year, self.month)]
+
     def execute(self, context: Context) -> Any:
         self._check_output()
         if self.fmt != "json":
@@ -116,6 +132,9 @@ class GetInvoiceByIdOperator(_BillingOperator):
         super().__init__(**kwargs)
         self.customer_id = customer_id
         self.invoice_id = invoice_id
+
+    def _api_paths(self) -> list[str]:
+        return [v2.invoice_by_id_path(self.customer_id, self.invoice_id)]
 
     def execute(self, context: Context) -> Any:
         self._check_output()
@@ -146,6 +165,9 @@ class ListInvoicesOperator(_BillingOperator):
         self.start = start
         self.end = end
         self.page_size = page_size
+
+    def _api_paths(self) -> list[str]:
+        return [v3.INVOICES_PATH]
 
     def execute(self, context: Context) -> Any:
         self._check_output()
@@ -196,6 +218,11 @@ class GetInvoiceMtdOperator(_BillingOperator):
         self.timeout = timeout
         self.deferrable = deferrable
         self.api_version = api_version
+
+    def _api_paths(self) -> list[str]:
+        if validation.api_version(self.api_version) == "v3":
+            return [v3.MTD_PATH]
+        return [v2.mtd_request(self.customer_id, self.year, self.month)[0]]
 
     def execute(self, context: Context) -> Any:
         self._check_output()

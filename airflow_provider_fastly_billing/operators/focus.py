@@ -15,6 +15,7 @@ from airflow_provider_fastly_billing.hooks.billing import BillingHook
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
 FORMATS = ("parquet", "csv")
@@ -99,6 +100,13 @@ class FocusExportOperator(BaseOperator):
         first = date(int(year), int(month), 1)
         last = first.replace(day=calendar.monthrange(first.year, first.month)[1])
         return list(self.hook.list_invoices(first, last))
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """OpenLineage: the month's invoice endpoint read and the FOCUS file written."""
+        from airflow_provider_fastly_billing import lineage
+
+        paths = lineage.month_paths(self.api_version, *self._check())
+        return lineage.lineage(self.hook, paths, [lineage.file_dataset(self.destination)])
 
     def execute(self, context: Context) -> dict[str, Any]:
         from decimal import Decimal

@@ -22,7 +22,9 @@ from airflow_provider_fastly_billing.operators.macros import run_date
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
-    from airflow.sdk import Context
+    import pandas as pd
+    from airflow.providers.openlineage.extractors import OperatorLineage
+    from airflow.sdk import Asset, Context
 
     from airflow_provider_fastly_billing.frames import InvoiceFrames
     from airflow_provider_fastly_billing.warehouse import Rows
@@ -166,8 +168,19 @@ class InvoiceToSqlOperator(BaseOperator):
             raise ValueError("Billing v3 has one estimate, the token's account's: give one customer id")
         return modes[0], {"invoices": pairs, "estimates": estimates, "period": period}[modes[0]]
 
+    def _outlet_assets(self) -> list[Asset]:
+        """This task's outlet assets, each one of the tables the load writes (checked before any request)."""
+        from airflow_provider_fastly_billing import assets
+
+        if not self.outlets:
+            return []
+        return assets.check_outlets(
+            self.outlets, assets.written(self.warehouse_conn_id, self.schema, self.table_prefix)
+        )
+
     def execute(self, context: Context) -> dict[str, Any]:
         mode, what = self._check()
+        self._outlet_assets()
         if mode == "period":
             return self._load(self._invoices_of_month(*what), [], context)
         if mode == "invoices":
@@ -182,6 +195,14 @@ class InvoiceToSqlOperator(BaseOperator):
         from airflow_provider_fastly_billing.triggers.billing import estimate_from_event
 
         return self._load([], [estimate_from_event(event, TimeoutError)], context)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """OpenLineage: the Fastly endpoints read and the four tables written, with their columns."""
+        from airflow_provider_fastly_billing import assets, lineage
+
+        mode, what = self._check()
+        tables = lineage.table_datasets(assets.written(self.warehouse_conn_id, self.schema, self.table_prefix))
+        return lineage.lineage(self.hook, lineage.transfer_paths(self.api_version, mode, what), tables)
 
     def _invoices_of_month(self, year: str, month: str) -> list[dict[str, Any]]:
         """v2: the account's invoice of the month; v3: every invoice listed for the month."""
@@ -255,6 +276,8 @@ class InvoiceToSqlOperator(BaseOperator):
         ``focus`` rows are built per part from that part's frames. ``service_costs`` needs the whole month's
         invoices: it is allowed with ``year`` and ``month`` only, whose invoices come as one part.
         """
+        import pandas as pd
+
         from airflow_provider_fastly_billing.frames import InvoiceFrames, estimates_to_frames, invoices_to_frames
         from airflow_provider_fastly_billing.warehouse import INVOICE_TABLES, SERVICE_COST_TABLES, Load
 
@@ -266,6 +289,7 @@ class InvoiceToSqlOperator(BaseOperator):
             *(SERVICE_COST_TABLES if self.service_costs else []),
         ]
         known_names: dict[str, str] = {}
+        loaded: list[pd.DataFrame] = []
         summary: dict[str, Any] = {"load_keys": [], "invoice_ids": [], "total_cost": Decimal(0)}
         with Load(self.warehouse_conn_id, tables=names, schema=self.schema, table_prefix=self.table_prefix) as load:
             for invoices, estimates in parts:
@@ -280,9 +304,19 @@ class InvoiceToSqlOperator(BaseOperator):
                 del invoices, estimates
                 load.write(self._tables(frames, fetched_at, known_names))
                 _add_summary(summary, frames)
+                loaded.append(frames.invoices)
         summary = {**summary, "rows": load.rows, "total_cost": str(summary["total_cost"])}
         self.log.info("Loaded %s into %s: %s", summary["invoice_ids"], self.warehouse_conn_id, load.rows)
+        self._announce(context, summary, pd.concat(loaded, ignore_index=True))
         return summary
+
+    def _announce(self, context: Context, summary: dict[str, Any], invoices: pd.DataFrame) -> None:
+        """Attach what was loaded (and its months as partition keys) to the outlet assets' events."""
+        from airflow_provider_fastly_billing import assets
+
+        outlets = self._outlet_assets()
+        if outlets:
+            assets.announce(context, outlets, assets.event_extra(summary, invoices))
 
     def _tables(self, frames: InvoiceFrames, fetched_at: datetime, known_names: dict[str, str]) -> dict[str, Rows]:
         """
