@@ -38,7 +38,7 @@ test: lint focus-validator
 	$(BIN)/pytest -n 2 --dist loadgroup -q
 
 $(OLDEST)/.installed: pyproject.toml | $(BIN)/python
-	$(UV) venv --quiet --python $(PYTHON) $(OLDEST)
+	test -x $(OLDEST)/bin/python || $(UV) venv --quiet --python $(PYTHON) $(OLDEST)
 	$(UV) pip install --quiet --python $(OLDEST)/bin/python --exclude-newer $(OLDEST_DATE) $(NEWER) \
 		-e '.[dev]' 'apache-airflow==$(OLDEST_AIRFLOW)'
 	@touch $@
