@@ -28,19 +28,24 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from airflow_provider_fastly_billing.exceptions import FastlyApiError, FastlyAuthError, FastlyNotFoundError
 
 if TYPE_CHECKING:
-    import logging
     from collections.abc import Callable, Iterator, Mapping
 
     import httpx
     import requests
 
 T = TypeVar("T")
+
+
+class RetryLog(Protocol):
+    """What the request loops log to: a stdlib ``logging.Logger`` or a hook's structlog ``self.log``."""
+
+    def warning(self, msg: Any, /, *args: Any) -> Any: ...
 
 DEFAULT_BASE_URL = "https://api.fastly.com"
 DEFAULT_TIMEOUT = 30.0
@@ -392,7 +397,7 @@ def next_step(
     return None
 
 
-def _log_retry(log: logging.Logger, wait: Wait, where: str, attempt: int, settings: Settings) -> None:
+def _log_retry(log: RetryLog, wait: Wait, where: str, attempt: int, settings: Settings) -> None:
     log.warning(
         "Fastly %s on %s; retry %d/%d in %.1f s",
         wait.why,
@@ -579,7 +584,7 @@ def get(
     params: Mapping[str, str] | None,
     accept: str,
     read: Callable[[requests.Response, Iterator[bytes]], T],
-    log: logging.Logger,
+    log: RetryLog,
 ) -> T:
     """
     GET under the guards, retrying per :func:`next_step`; ``read`` consumes a 2xx answer's body.
@@ -661,7 +666,7 @@ async def aget_json(
     settings: Settings,
     path: str,
     params: Mapping[str, str] | None,
-    log: logging.Logger,
+    log: RetryLog,
 ) -> tuple[int, httpx.Headers, bytes]:
     """The async twin of :func:`get` for JSON: the same guards, retries and log lines; a 2xx answer."""
     import httpx
