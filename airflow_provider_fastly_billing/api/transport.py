@@ -47,6 +47,7 @@ class RetryLog(Protocol):
 
     def warning(self, msg: Any, /, *args: Any) -> Any: ...
 
+
 DEFAULT_BASE_URL = "https://api.fastly.com"
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 5
