@@ -59,7 +59,7 @@ def month(value: object, what: str, *, today: date | None = None) -> str:
         raise ValueError(f"{what} {value!r}: month {number} is not between 1 and 12")
     if year < _FIRST_YEAR or (year, number) > (today.year, today.month):
         raise ValueError(f"{what} {value!r} is not a month with usage (future or before {_FIRST_YEAR})")
-    return value
+    return found[0]
 
 
 def month_range(start_month: object, end_month: object) -> tuple[str, str]:
