@@ -138,7 +138,7 @@ def settings_from(conn: Any, overrides: Mapping[str, Any], name: str | None = No
         )
 
     def pick(key: str, default: float, least: float) -> float:
-        given = next((v for v in (overrides.get(key), extra.get(key)) if v not in (None, "")), default)
+        given: Any = next((v for v in (overrides.get(key), extra.get(key)) if v not in (None, "")), default)
         try:
             value = float(given)
         except (TypeError, ValueError):
