@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
@@ -89,7 +89,7 @@ def largest_remainder(amount: Decimal, weights: Sequence[Decimal]) -> list[Decim
     """
     if any(w < 0 for w in weights) or not any(w > 0 for w in weights):
         raise ValueError(f"weights must be non-negative with one positive, got {list(weights)}")
-    quantum = CENT if amount % CENT == 0 else Decimal(1).scaleb(amount.as_tuple().exponent)
+    quantum = CENT if amount % CENT == 0 else Decimal(1).scaleb(cast("int", amount.as_tuple().exponent))
     units = int(amount / quantum)
     whole = sum(Fraction(w) for w in weights)
     exact = [abs(units) * Fraction(w) / whole for w in weights]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from airflow.sdk import ObjectStoragePath
 
@@ -39,7 +39,8 @@ def write_atomically(target: Path | ObjectStoragePath, chunks: Iterable[bytes]) 
         if isinstance(target, Path):
             partial.replace(target)
         else:
-            partial.rename(target)
+            # A sibling of an object-store target is an ObjectStoragePath too.
+            cast("ObjectStoragePath", partial).rename(target)
     except BaseException:
         if partial.exists():
             partial.unlink()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
@@ -632,7 +632,7 @@ def to_focus(
         for item in (dict(zip(fields, values, strict=True)) for values in zip(*_lists(items), strict=True))
     ]
     originals = _originals(items, invoices)
-    columns = COLUMNS_1_2
+    columns: tuple[str, ...] = COLUMNS_1_2
     if version == "1.4":
         for row, line in zip(rows, originals["x_FastlyLineNumber"], strict=True):
             for old, new in _RENAMED_1_4.items():
@@ -946,7 +946,7 @@ def _parquet_bytes(df: pd.DataFrame) -> bytes:
         arrays.append(pa.array(values.tolist() if not pa.types.is_timestamp(field.type) else values, field.type))
     sink = pa.BufferOutputStream()
     pq.write_table(pa.Table.from_arrays(arrays, schema=schema), sink)
-    return sink.getvalue().to_pybytes()
+    return cast("bytes", sink.getvalue().to_pybytes())
 
 
 def _csv_bytes(df: pd.DataFrame) -> bytes:
@@ -956,7 +956,7 @@ def _csv_bytes(df: pd.DataFrame) -> bytes:
             out[name] = out[name].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
         elif name in DECIMALS or name in X_DECIMALS:
             out[name] = [None if v is None else format(v, "f") for v in out[name]]
-    return out.to_csv(index=False).encode()
+    return cast("bytes", out.to_csv(index=False).encode())
 
 
 def write_focus(

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, Inexact, localcontext
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 import pyarrow as pa
@@ -101,7 +101,15 @@ V2_LINE_ITEM = {
     "deleted_at": "timestamp",
 }
 V2_INVOICE_ITEM = tuple(k for k in V2_LINE_ITEM if k not in ("per_unit_cost", "service_type", "client_plan_id"))
-V2_ESTIMATE_ITEM = ("plan_no", "description", "units", "per_unit_cost", "service_no", "service_type", "amount")
+V2_ESTIMATE_ITEM: tuple[str, ...] = (
+    "plan_no",
+    "description",
+    "units",
+    "per_unit_cost",
+    "service_no",
+    "service_type",
+    "amount",
+)
 V2_ESTIMATE_ITEM += ("client_service_id", "client_plan_id")
 V3_LINE_ITEM = {
     "rate": "numeric",
@@ -271,7 +279,7 @@ def _finite(value: Decimal | float) -> bool:
 def _number(value: Any) -> Decimal | None:
     kind = type(value)
     if value is None or kind is Decimal:
-        return value
+        return cast("Decimal | None", value)
     if kind is int:
         return Decimal(value)
     if kind is float:
@@ -292,7 +300,8 @@ def _misfit(value: Decimal) -> str | None:
         return "is not a finite number"
     if not value:
         return None
-    _, digits, exponent = value.normalize(_EXACT).as_tuple()
+    _, digits, finite_exponent = value.normalize(_EXACT).as_tuple()
+    exponent = cast("int", finite_exponent)  # a finite value's exponent is an int, never "n", "N" or "F"
     column = f"DECIMAL({NUMERIC_PRECISION}, {NUMERIC_SCALE})"
     if exponent < -NUMERIC_SCALE:
         return f"has {-exponent} fraction digits: the warehouse ({column}) keeps {NUMERIC_SCALE} and would round it"
@@ -315,7 +324,7 @@ def _all_fit(values: list[Decimal | None]) -> bool:
     except (ArithmeticError, ValueError):
         return False
     exact = not context.flags[Inexact] and total.is_finite()
-    return exact and total.as_tuple().exponent >= -NUMERIC_SCALE and total.adjusted() < _INTEGER_DIGITS
+    return exact and cast("int", total.as_tuple().exponent) >= -NUMERIC_SCALE and total.adjusted() < _INTEGER_DIGITS
 
 
 def _numbers(values: list[Any]) -> list[Decimal | None]:
@@ -341,9 +350,10 @@ def _whole_numbers(values: list[int | None]) -> list[Decimal | None]:
     exact = {value: Decimal(value) for value in set(values) if value is not None}
     if exact and max(map(abs, exact)) >= 10**_INTEGER_DIGITS:
         row = next(n for n, v in enumerate(values) if v is not None and abs(v) >= 10**_INTEGER_DIGITS)
-        raise _BadValue(row, values[row], _misfit(exact[values[row]]))
-    exact[None] = None
-    return list(map(exact.__getitem__, values))
+        raise _BadValue(row, values[row], cast("str", _misfit(exact[cast("int", values[row])])))
+    with_nulls = cast("dict[int | None, Decimal | None]", exact)
+    with_nulls[None] = None
+    return list(map(with_nulls.__getitem__, values))
 
 
 def _integer(value: Any) -> int | None:
@@ -370,7 +380,7 @@ def _integers(values: list[Any]) -> list[int | None]:
 def _text(value: Any) -> str | None:
     kind = type(value)
     if value is None or kind is str:
-        return value
+        return cast("str | None", value)
     if kind is int and value.bit_length() > _LONGEST_INT_BITS:
         raise ValueError("is an integer too long to store as text")
     if kind is int or (kind in (Decimal, float) and _finite(value)):
@@ -427,12 +437,12 @@ def to_python(series: pd.Series) -> list[Any]:
     """
     if isinstance(series.dtype, pd.ArrowDtype) and pa.types.is_decimal(series.dtype.pyarrow_dtype):
         return [None if v is None else _trimmed(v) for v in pa.array(series).to_pylist()]
-    return series.tolist()
+    return cast("list[Any]", series.tolist())
 
 
 def _trimmed(value: Decimal) -> Decimal:
     value = value.normalize(_EXACT)
-    return value.quantize(1) if value.as_tuple().exponent > 0 else value
+    return value.quantize(1) if cast("int", value.as_tuple().exponent) > 0 else value
 
 
 def _table(table: str, columns: Mapping[str, list[Any]], length: int) -> pd.DataFrame:
@@ -549,7 +559,7 @@ def _expect(value: Any, what: str, label: str, path: str, *, null: bool = True) 
     raise FastlyDataError(f"{label}: {path} is {_kind(value)}, expected {what}")
 
 
-_SHAPES = {"an object": Mapping, "a list": (list, tuple)}
+_SHAPES: dict[str, type | tuple[type, ...]] = {"an object": Mapping, "a list": (list, tuple)}
 
 
 def _objects(value: Any, label: str, path: str) -> list[Mapping[str, Any]]:
@@ -617,7 +627,7 @@ def _columns_of(items: list[Mapping[str, Any]], names: Sequence[str]) -> dict[st
 
 def _line_items(
     key: Mapping[str, Any], items: list[Mapping[str, Any]], fields: Sequence[str], label: str, path: str
-) -> dict[str, list]:
+) -> dict[str, list[Any]]:
     columns = _columns_of(items, fields)
     if "line_number" not in columns:
         columns["line_number"] = list(range(1, len(items) + 1))
@@ -625,8 +635,8 @@ def _line_items(
     return _with_key(key, len(items), columns)
 
 
-def _regions(key: Mapping[str, Any], regions: Any, label: str) -> dict[str, list]:
-    rows: list[tuple] = []
+def _regions(key: Mapping[str, Any], regions: Any, label: str) -> dict[str, list[Any]]:
+    rows: list[tuple[Any, ...]] = []
     for region, value in (_expect(regions, "an object", label, "regions") or {}).items():
         path = f"regions.{_name(region)}"
         data = _expect(value, "an object", label, path) or {}
@@ -650,12 +660,12 @@ def _regions(key: Mapping[str, Any], regions: Any, label: str) -> dict[str, list
                         tier.get("total"),
                     )
                 )
-    names = ("region", "region_cost", "metric", "metric_total", "tier", "tier_name", "units", "price")
+    names: tuple[str, ...] = ("region", "region_cost", "metric", "metric_total", "tier", "tier_name", "units", "price")
     names += ("discounted_price", "tier_total")
     return _with_key(key, len(rows), {name: [row[i] for row in rows] for i, name in enumerate(names)})
 
 
-def _extras(key: Mapping[str, Any], extras: list[Mapping[str, Any]], label: str) -> dict[str, list]:
+def _extras(key: Mapping[str, Any], extras: list[Mapping[str, Any]], label: str) -> dict[str, list[Any]]:
     known = frozenset(("name", "recurring", "setup"))
     columns = {name: [extra.get(name) for extra in extras] for name in known}
     columns["extra"] = _unknown(extras, known, label, "total.extras")

@@ -92,4 +92,4 @@ def api_version(value: object) -> str:
     """Return ``"v2"`` or ``"v3"``, the billing API generations this provider speaks."""
     if value not in ("v2", "v3"):
         raise ValueError(f"api_version must be 'v2' or 'v3', got {value!r}")
-    return value  # type: ignore[return-value]
+    return value

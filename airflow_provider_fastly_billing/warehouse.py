@@ -36,7 +36,7 @@ import random
 import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
 
 import pandas as pd
 import pyarrow as pa
@@ -338,9 +338,9 @@ class Dialect:
 
     def money(self, series: pd.Series) -> list[Any]:
         """Exact ``Decimal`` parameters (15 fraction digits), ``None`` for null."""
-        return _money(series).to_pylist()
+        return cast("list[Any]", _money(series).to_pylist())
 
-    def row_batches(self, table: str, frame: pd.DataFrame) -> Iterator[list[tuple]]:
+    def row_batches(self, table: str, frame: pd.DataFrame) -> Iterator[list[tuple[Any, ...]]]:
         """Rows as DB-API parameters, in :data:`SCHEMA` column order: nulls as ``None``."""
         converted: list[list[Any]] = []
         for column, kind in SCHEMA[table].items():
@@ -396,7 +396,7 @@ class DuckDB(Dialect):
             return True
         created = _DUCKDB_BEING_CREATED.search(text)
         try:
-            return bool(created) and time.time() - os.path.getmtime(created[1]) < CREATION_GRACE
+            return created is not None and time.time() - os.path.getmtime(created[1]) < CREATION_GRACE
         except OSError:
             return False
 

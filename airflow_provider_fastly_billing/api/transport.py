@@ -28,19 +28,25 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from airflow_provider_fastly_billing.exceptions import FastlyApiError, FastlyAuthError, FastlyNotFoundError
 
 if TYPE_CHECKING:
-    import logging
     from collections.abc import Callable, Iterator, Mapping
 
     import httpx
     import requests
 
 T = TypeVar("T")
+
+
+class RetryLog(Protocol):
+    """What the request loops log to: a stdlib ``logging.Logger`` or a hook's structlog ``self.log``."""
+
+    def warning(self, msg: Any, /, *args: Any) -> Any: ...
+
 
 DEFAULT_BASE_URL = "https://api.fastly.com"
 DEFAULT_TIMEOUT = 30.0
@@ -132,7 +138,7 @@ def settings_from(conn: Any, overrides: Mapping[str, Any], name: str | None = No
         )
 
     def pick(key: str, default: float, least: float) -> float:
-        given = next((v for v in (overrides.get(key), extra.get(key)) if v not in (None, "")), default)
+        given: Any = next((v for v in (overrides.get(key), extra.get(key)) if v not in (None, "")), default)
         try:
             value = float(given)
         except (TypeError, ValueError):
@@ -392,7 +398,7 @@ def next_step(
     return None
 
 
-def _log_retry(log: logging.Logger, wait: Wait, where: str, attempt: int, settings: Settings) -> None:
+def _log_retry(log: RetryLog, wait: Wait, where: str, attempt: int, settings: Settings) -> None:
     log.warning(
         "Fastly %s on %s; retry %d/%d in %.1f s",
         wait.why,
@@ -579,7 +585,7 @@ def get(
     params: Mapping[str, str] | None,
     accept: str,
     read: Callable[[requests.Response, Iterator[bytes]], T],
-    log: logging.Logger,
+    log: RetryLog,
 ) -> T:
     """
     GET under the guards, retrying per :func:`next_step`; ``read`` consumes a 2xx answer's body.
@@ -661,7 +667,7 @@ async def aget_json(
     settings: Settings,
     path: str,
     params: Mapping[str, str] | None,
-    log: logging.Logger,
+    log: RetryLog,
 ) -> tuple[int, httpx.Headers, bytes]:
     """The async twin of :func:`get` for JSON: the same guards, retries and log lines; a 2xx answer."""
     import httpx

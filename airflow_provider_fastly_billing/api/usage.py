@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from airflow_provider_fastly_billing.exceptions import FastlyApiError
 
@@ -29,6 +29,15 @@ MAX_SERVICE_PAGE = 10_000
 _MONTH = re.compile(r"(\d{4})-(\d{2})", re.ASCII)
 _SERVICE_ID = re.compile(r"[A-Za-z0-9]{1,64}", re.ASCII)
 _FIRST_YEAR = 2000
+
+
+class ServiceUsageQuery(TypedDict):
+    """The arguments of ``BillingHook.list_service_usage`` for one month, product and usage type."""
+
+    product_id: str
+    usage_type_name: str
+    start_month: str
+    end_month: str
 
 
 def month(value: object, what: str, *, today: date | None = None) -> str:
@@ -50,7 +59,7 @@ def month(value: object, what: str, *, today: date | None = None) -> str:
         raise ValueError(f"{what} {value!r}: month {number} is not between 1 and 12")
     if year < _FIRST_YEAR or (year, number) > (today.year, today.month):
         raise ValueError(f"{what} {value!r} is not a month with usage (future or before {_FIRST_YEAR})")
-    return value
+    return found[0]
 
 
 def month_range(start_month: object, end_month: object) -> tuple[str, str]:
@@ -111,7 +120,7 @@ def service_usage_params(
     return {name: value for name, value in query.items() if value is not None}
 
 
-def service_usage_queries(usage_items: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
+def service_usage_queries(usage_items: Iterable[Mapping[str, Any]]) -> list[ServiceUsageQuery]:
     """
     The service-usage queries that cover usage metrics items: one per month, product and usage type.
 

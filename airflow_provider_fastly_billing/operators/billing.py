@@ -64,7 +64,7 @@ class _BillingOperator(BaseOperator):
         """The API paths this operator reads (for lineage)."""
         raise NotImplementedError
 
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any]:
         """OpenLineage: the Fastly endpoint read, and the file written if ``output_path`` is set."""
         from airflow_provider_fastly_billing import lineage
 

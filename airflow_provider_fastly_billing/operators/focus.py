@@ -101,7 +101,7 @@ class FocusExportOperator(BaseOperator):
         last = first.replace(day=calendar.monthrange(first.year, first.month)[1])
         return list(self.hook.list_invoices(first, last))
 
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any]:
         """OpenLineage: the month's invoice endpoint read and the FOCUS file written."""
         from airflow_provider_fastly_billing import lineage
 

@@ -17,7 +17,8 @@ from typing import Any
 
 def run_date(dag_run: Any) -> datetime:
     """The date a run stands for: its logical date, or when it was due if it has none."""
-    return dag_run.logical_date or dag_run.run_after
+    when: datetime = dag_run.logical_date or dag_run.run_after
+    return when
 
 
 def previous_month(dag_run: Any) -> date:

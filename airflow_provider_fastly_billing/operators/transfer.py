@@ -10,7 +10,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from functools import cached_property
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk import BaseOperator
 
@@ -196,7 +196,7 @@ class InvoiceToSqlOperator(BaseOperator):
 
         return self._load([], [estimate_from_event(event, TimeoutError)], context)
 
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any]:
         """OpenLineage: the Fastly endpoints read and the four tables written, with their columns."""
         from airflow_provider_fastly_billing import assets, lineage
 
@@ -342,7 +342,8 @@ class InvoiceToSqlOperator(BaseOperator):
         from airflow_provider_fastly_billing.usage import service_usage_to_frames, usage_to_frames
         from airflow_provider_fastly_billing.warehouse import service_cost_tables
 
-        year, month = validation.period(self.year, self.month)
+        # Both are set: the checks of the modes let service_costs run only with year and month.
+        year, month = validation.period(cast("int | str", self.year), cast("int | str", self.month))
         period = f"{year}-{month}"
         items = self.hook.get_usage_metrics(period, period)
         services = [row for query in service_usage_queries(items) for row in self.hook.list_service_usage(**query)]
@@ -357,7 +358,7 @@ class InvoiceToSqlOperator(BaseOperator):
 
 def _usage_customer(frames: InvoiceFrames, services: list[dict[str, Any]]) -> str:
     """The customer the usage belongs to: as its service usage says, else the only customer invoiced."""
-    customers = {s["customer_id"] for s in services} or set(frames.invoices["customer_id"])
+    customers: set[str] = {s["customer_id"] for s in services} or set(frames.invoices["customer_id"])
     if len(customers) != 1:
         raise ValueError(f"cannot tell whose usage this is: customers {sorted(customers)}")
     return customers.pop()

@@ -55,7 +55,8 @@ class ValidatorResult:
 
 def _read(results: Path) -> ValidatorResult:
     root = ET.parse(results).getroot()
-    failed, errored = [], []
+    failed: list[str] = []
+    errored: list[str] = []
     for case in root.iter("testcase"):
         for outcome in case:
             if outcome.tag in ("failure", "error"):

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 CENT = Decimal("0.01")
 INVOICE_ID_BASE = 5_000_000
 CUSTOMER_STRIDE = 100_000
-PLAN = {"plan_name": "CDN", "plan_code": "cdn", "plan_no": 286, "plan_minimum": Decimal("50.00")}
+PLAN: dict[str, Any] = {"plan_name": "CDN", "plan_code": "cdn", "plan_no": 286, "plan_minimum": Decimal("50.00")}
 # (key, name, bandwidth price per GB, request price per 10k, service number)
 REGIONS = (
     ("usa", "North America", Decimal("0.12"), Decimal("0.0075"), 11000331),

@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from airflow_provider_fastly_billing.testing import invoices, usage
@@ -159,7 +159,7 @@ class FastlySimulator:
     @property
     def url(self) -> str:
         """The base URL to put in a ``fastly`` connection's host."""
-        host, port = self._server.server_address[:2]
+        host, port = cast("tuple[str, int]", self._server.server_address[:2])  # an IPv4 server's (host, port)
         return f"http://{host}:{port}"
 
     def connection(self, token: str | None = None) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow_provider_fastly_billing.testing.invoices import base62
 
@@ -69,7 +69,7 @@ def usage_types(charges: InvoiceCharges) -> list[UsageType]:
 
 
 def _quantum(value: Decimal) -> Decimal:
-    return Decimal(1).scaleb(min(value.as_tuple().exponent, 0))
+    return Decimal(1).scaleb(min(cast("int", value.as_tuple().exponent), 0))
 
 
 def split(total: Decimal, weights: list[float]) -> list[Decimal]:

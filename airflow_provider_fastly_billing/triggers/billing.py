@@ -54,7 +54,7 @@ class InvoiceMtdTrigger(BaseTrigger):
         timeout: float = 0.0,
         api_version: str = "v2",
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Airflow's BaseTrigger.__init__ is unannotated
         self.customer_id = customer_id
         self.year = year
         self.month = month
@@ -98,7 +98,7 @@ class InvoiceMtdTrigger(BaseTrigger):
                     await asyncio.sleep(self.poll_interval)
         except (FastlyApiError, ValueError) as exc:
             event = {"status": "error", "message": str(exc)}
-        yield TriggerEvent(event)
+        yield TriggerEvent(event)  # type: ignore[no-untyped-call]  # Airflow's TriggerEvent is unannotated
 
 
 def estimate_from_event(event: dict[str, Any], timeout_error: type[Exception]) -> dict[str, Any]:
@@ -111,7 +111,8 @@ def estimate_from_event(event: dict[str, Any], timeout_error: type[Exception]) -
     from airflow.sdk.exceptions import AirflowException
 
     if event.get("status") == "success":
-        return event["estimate"]
+        estimate: dict[str, Any] = event["estimate"]
+        return estimate
     if event.get("status") == "timeout":
         raise timeout_error(event["message"])
     raise AirflowException(event.get("message", f"unexpected trigger event {event!r}"))
