@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,8 +51,14 @@ def test_lineage_events_name_the_endpoint_and_the_tables(
     dag_file.write_text(source)
     events = tmp_path / "lineage.json"
     transport = {"type": "file", "log_file_path": str(events), "append": True}
+    # The OpenLineage listener forks with the metadata database open: on SQLite that is only safe for a database
+    # nobody else uses, so the run gets a copy of this worker's (idle while it waits) in a home of its own.
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(Path(os.environ["AIRFLOW_HOME"]) / "airflow.db", home / "airflow.db")
     env = {
         **os.environ,
+        "AIRFLOW_HOME": str(home),
         "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport),
         "AIRFLOW__OPENLINEAGE__NAMESPACE": "t",
     }
