@@ -291,7 +291,7 @@ def test_a_non_numeric_service_quantity_names_month_type_service_and_field(hosti
         _ask(hook)
 
 
-@pytest.mark.parametrize("quantity", [None, "", "12 GB", True, [1]])
+@pytest.mark.parametrize("quantity", [None, "", "12 GB", " 12 ", "1_000", "NaN", True, [1]])
 def test_a_non_numeric_usage_quantity_names_month_type_and_field(hostile, quantity) -> None:
     server, hook = hostile
     item = {"month": "2025-02", "usage_type": "Asia Bandwidth", "quantity": quantity}

@@ -12,10 +12,11 @@ naming the month, usage type, service and field.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timezone
-from decimal import Decimal, InvalidOperation
+from datetime import date, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from airflow_provider_fastly_billing import validation
 from airflow_provider_fastly_billing.exceptions import FastlyApiError
 
 if TYPE_CHECKING:
@@ -28,7 +29,6 @@ MAX_SERVICE_PAGE = 10_000
 
 _MONTH = re.compile(r"(\d{4})-(\d{2})", re.ASCII)
 _SERVICE_ID = re.compile(r"[A-Za-z0-9]{1,64}", re.ASCII)
-_FIRST_YEAR = 2000
 
 
 class ServiceUsageQuery(TypedDict):
@@ -53,12 +53,10 @@ def month(value: object, what: str, *, today: date | None = None) -> str:
     found = _MONTH.fullmatch(value) if isinstance(value, str) else None
     if not found:
         raise ValueError(f"{what} must be a month as YYYY-MM (or a date), got {value!r}")
-    year, number = int(found[1]), int(found[2])
-    today = today or datetime.now(timezone.utc).date()
-    if not 1 <= number <= 12:
-        raise ValueError(f"{what} {value!r}: month {number} is not between 1 and 12")
-    if year < _FIRST_YEAR or (year, number) > (today.year, today.month):
-        raise ValueError(f"{what} {value!r} is not a month with usage (future or before {_FIRST_YEAR})")
+    try:
+        validation.period(found[1], found[2], today=today)
+    except ValueError as exc:
+        raise ValueError(f"{what} {value!r}: {exc}") from None
     return found[0]
 
 
@@ -142,11 +140,8 @@ def exact(value: Any, field: str, at: str, path: str) -> Decimal:
         number = Decimal(value)
     elif isinstance(value, float):
         number = Decimal(repr(value))
-    elif isinstance(value, str):
-        try:
-            number = Decimal(value.strip())
-        except InvalidOperation:
-            number = Decimal("NaN")
+    elif isinstance(value, str) and validation.PLAIN_DECIMAL.fullmatch(value):
+        number = Decimal(value)
     else:
         number = Decimal("NaN")
     if not number.is_finite():
