@@ -12,8 +12,9 @@ and ``customer_id``):
 - ``extras``: one row per ``BillingTotal`` extra.
 
 Money and quantities are Arrow ``decimal128(38, 15)`` columns (``pd.ArrowDtype``; an element is a
-``Decimal`` with 15 fraction digits, a null is ``pd.NA``): exact from the API to the warehouse, and what
-DuckDB and PostgreSQL ingest without a text round trip. Missing fields are nulls; unknown fields land in
+``Decimal`` with 15 fraction digits, a null is ``pd.NA``), text and JSON are Arrow strings (:data:`TEXT`):
+exact from the API to the warehouse, and what DuckDB and PostgreSQL ingest without a conversion
+(:func:`to_python` reads any column as plain Python values, nulls as ``None``). Missing fields are nulls; unknown fields land in
 ``extra`` or ``raw``, so a new Fastly field never breaks a load.
 A value that cannot be stored as it is (a number in another format, NaN, more digits than
 ``DECIMAL(38, 15)``, a date that does not parse, a NUL character, a wrong shape) is a
@@ -23,8 +24,11 @@ never a NULL, never a rounding. This module imports pandas; DAG files should imp
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import math
+import operator
 import re
 import reprlib
 from collections.abc import Mapping
@@ -35,12 +39,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from airflow_provider_fastly_billing.exceptions import FastlyDataError
 from airflow_provider_fastly_billing.validation import PLAIN_DECIMAL
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
 NUMERIC_PRECISION = 38
 """Digits of the warehouses' exact money and quantity columns, ``DECIMAL(38, 15)``."""
@@ -54,6 +59,7 @@ _SUM = Context(prec=3 * NUMERIC_PRECISION, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[
 _NUMBER = PLAIN_DECIMAL
 _INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
 _NUMBER_KINDS = {Decimal, int, type(None)}
+_ZERO = Decimal(0)
 _PATH_DEPTH = 4
 _SHOW = reprlib.Repr()
 _SHOW.maxstring = _SHOW.maxother = _SHOW.maxlong = 80
@@ -157,7 +163,10 @@ SCHEMA: dict[str, dict[str, str]] = {
 
 MONEY = pa.decimal128(NUMERIC_PRECISION, NUMERIC_SCALE)
 """The Arrow type of numeric columns: the warehouses' ``DECIMAL(38, 15)``."""
-_PANDAS_DTYPE = {"string": object, "json": object, "int": "Int64", "bool": "boolean"}
+TEXT = pd.ArrowDtype(pa.string())
+"""The dtype of string and JSON columns: Arrow strings, what the engines ingest without a conversion."""
+_PANDAS_DTYPE = {"int": "Int64", "bool": "boolean"}
+_NUL = "holds a NUL character, which PostgreSQL cannot store"
 METRICS = ("bandwidth", "requests", "percentile")
 
 
@@ -317,10 +326,14 @@ def _all_fit(values: list[Decimal | None]) -> bool:
     An exact sum of the magnitudes has the smallest exponent of all its terms and is at least the largest
     of them, so if it fits, each value does. The sum is computed with a bounded precision (a hostile
     ``1E+999999999`` must not expand to a billion digits): a rounded sum sends each value to be looked at.
+    Zeros count: pyarrow crashes on a zero such as ``0E-9999999``.
     """
+    present = cast(
+        "Iterator[Decimal]", itertools.compress(values, map(operator.is_not, values, itertools.repeat(None)))
+    )
     try:
         with localcontext(_SUM) as context:
-            total = sum(map(abs, filter(None, values)), Decimal(0))
+            total = sum(map(abs, present), Decimal(0))
     except (ArithmeticError, ValueError):
         return False
     exact = not context.flags[Inexact] and total.is_finite()
@@ -338,11 +351,20 @@ def _numbers(values: list[Any]) -> list[Decimal | None]:
     else:
         numbers = values
     if not _all_fit(numbers):
-        for row, number in enumerate(numbers):
-            problem = None if number is None else _misfit(number)
-            if problem:
-                raise _BadValue(row, values[row], problem)
+        numbers = [_fitting(row, number, values[row]) for row, number in enumerate(numbers)]
     return numbers
+
+
+def _fitting(row: int, number: Decimal | None, value: Any) -> Decimal | None:
+    """``number`` as the column takes it: a zero as plain 0 (its exponent may be anything), else as it is."""
+    if number is None:
+        return None
+    if not number:
+        return _ZERO
+    problem = _misfit(number)
+    if problem:
+        raise _BadValue(row, value, problem)
+    return number
 
 
 def _whole_numbers(values: list[int | None]) -> list[Decimal | None]:
@@ -393,7 +415,16 @@ def _strings(values: list[Any]) -> list[str | None]:
         values = _first_bad(values, _text)
     if "\x00" in "".join(filter(None, values)):
         row = next(n for n, v in enumerate(values) if v and "\x00" in v)
-        raise _BadValue(row, values[row], "holds a NUL character, which PostgreSQL cannot store")
+        raise _BadValue(row, values[row], _NUL)
+    return values
+
+
+def _text_column(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Arrow strings as they are, unless one holds a NUL character."""
+    nul = pc.match_substring(values, "\x00")
+    if pc.any(nul).as_py():
+        row = pc.index(nul, True).as_py()
+        raise _BadValue(row, values[row].as_py(), _NUL)
     return values
 
 
@@ -413,21 +444,51 @@ def _date_or_text(value: Any) -> Any:
     raise ValueError(_not(value, "an ISO 8601 date-time"))
 
 
-def _column(values: list[Any], kind: str) -> Any:
+def _column(values: list[Any] | pa.ChunkedArray, kind: str) -> pd.Series:
+    if isinstance(values, pa.ChunkedArray):
+        return _arrow_column(values, kind)
     if kind == "numeric":
-        return money(_numbers(values))
+        return _money_column(values)
     if kind == "timestamp":
         return _timestamps(values)
+    if kind in ("string", "json"):
+        return _arrow(pa.array(_strings(values) if kind == "string" else values, pa.string()))
     if kind == "int":
         values = _integers(values)
-    elif kind == "string":
-        values = _strings(values)
     return pd.Series(values, dtype=_PANDAS_DTYPE[kind])
+
+
+def _money_column(values: list[Any]) -> pd.Series:
+    numbers = _numbers(values)
+    try:
+        return money(numbers)
+    except pa.ArrowInvalid:  # pyarrow refuses a zero with a large exponent (0E+30): it is stored as 0
+        return money([_fitting(row, number, values[row]) for row, number in enumerate(numbers)])
+
+
+def _arrow_column(values: pa.ChunkedArray, kind: str) -> pd.Series:
+    """A text column Arrow read from the answer (see :func:`_item_columns`)."""
+    return _distinct_timestamps(values) if kind == "timestamp" else _arrow(_text_column(values))
+
+
+def _distinct_timestamps(values: pa.ChunkedArray) -> pd.Series:
+    """ISO 8601 text parsed once per distinct value: the line items of an answer share a few times."""
+    encoded = pc.dictionary_encode(values).combine_chunks()
+    try:
+        parsed = _timestamps(encoded.dictionary.to_pylist())
+    except _BadValue as bad:
+        bad.row = pc.index(encoded.indices, bad.row).as_py()
+        raise
+    return pd.Series(parsed.array.take(encoded.indices.fill_null(-1).to_numpy(), allow_fill=True))
+
+
+def _arrow(values: pa.Array | pa.ChunkedArray) -> pd.Series:
+    return pd.Series(pd.arrays.ArrowExtensionArray(values), copy=False)
 
 
 def money(values: Sequence[Decimal | None]) -> pd.Series:
     """Exact numbers as a ``decimal128(38, 15)`` column; each must fit (pyarrow refuses to round)."""
-    return pd.Series(pd.arrays.ArrowExtensionArray(pa.array(values, type=MONEY)), copy=False)
+    return _arrow(pa.array(values, type=MONEY))
 
 
 def to_python(series: pd.Series) -> list[Any]:
@@ -435,9 +496,12 @@ def to_python(series: pd.Series) -> list[Any]:
     A column's values as Python objects, nulls as ``None``; money as exact ``Decimal``s without the
     column's trailing fraction zeros (``711.74``, not ``711.740000000000000``), so they read as the API sent them.
     """
-    if isinstance(series.dtype, pd.ArrowDtype) and pa.types.is_decimal(series.dtype.pyarrow_dtype):
-        return [None if v is None else _trimmed(v) for v in pa.array(series).to_pylist()]
-    return cast("list[Any]", series.tolist())
+    if not isinstance(series.dtype, pd.ArrowDtype):
+        return cast("list[Any]", series.tolist())
+    values: list[Any] = pa.array(series).to_pylist()
+    if pa.types.is_decimal(series.dtype.pyarrow_dtype):
+        return [None if v is None else _trimmed(v) for v in values]
+    return values
 
 
 def _trimmed(value: Decimal) -> Decimal:
@@ -445,14 +509,14 @@ def _trimmed(value: Decimal) -> Decimal:
     return value.quantize(1) if cast("int", value.as_tuple().exponent) > 0 else value
 
 
-def _table(table: str, columns: Mapping[str, list[Any]], length: int) -> pd.DataFrame:
+def _table(table: str, columns: Mapping[str, list[Any] | pa.ChunkedArray], length: int) -> pd.DataFrame:
     """A DataFrame with exactly the table's columns and kinds; absent columns are all null."""
     empty = [None] * length
     data = {}
     for name, kind in SCHEMA[table].items():
         values = columns.get(name, empty)
         try:
-            data[name] = pd.Series(values, dtype=object) if name in KEY else _column(values, kind)
+            data[name] = _arrow(pa.array(values, pa.string())) if name in KEY else _column(values, kind)
         except _BadValue as bad:
             bad.column = name
             raise
@@ -465,12 +529,19 @@ Columns = dict[str, dict[str, list[Any]]]
 
 @dataclass(frozen=True)
 class _Doc:
-    """One document's rows, column by column per table, and what an error needs to name a place in it."""
+    """
+    One document's rows, column by column per table, and what an error needs to name a place in it.
+
+    The line items' own fields are not in ``tables``: they are read from ``item_rows`` for all documents at
+    once (:func:`_item_columns`).
+    """
 
     label: str
     items: str
     fields: Mapping[str, str]
     tables: Columns
+    item_rows: list[Mapping[str, Any]] = dataclasses.field(default_factory=list)
+    item_fields: tuple[str, ...] = ()
 
 
 def _frames_of(docs: Sequence[_Doc]) -> InvoiceFrames:
@@ -478,18 +549,71 @@ def _frames_of(docs: Sequence[_Doc]) -> InvoiceFrames:
     tables = {}
     for name, columns in SCHEMA.items():
         lengths = [len(doc.tables[name].get("load_key", ())) for doc in docs]
-        if len(docs) == 1:  # one large answer: its columns as they are, not a second copy
-            merged = {column: docs[0].tables[name].get(column) or [None] * lengths[0] for column in columns}
-        else:
-            merged = {column: [] for column in columns}
-            for doc, length in zip(docs, lengths, strict=True):
-                for column, values in merged.items():
-                    values.extend(doc.tables[name].get(column) or [None] * length)
+        items = _item_columns(docs) if name == "line_items" else {}
+        merged = {**_merged(docs, name, [c for c in columns if c not in items], lengths), **items}
         try:
             tables[name] = _table(name, merged, sum(lengths))
         except _BadValue as bad:
             raise _located(bad, name, docs, lengths) from None
     return InvoiceFrames(**tables)
+
+
+def _merged(docs: Sequence[_Doc], table: str, columns: list[str], lengths: list[int]) -> dict[str, list[Any]]:
+    """The ``columns`` of a table of all ``docs``, one list each; a column a document lacks is null there."""
+    if len(docs) == 1:  # one large answer: its columns as they are, not a second copy
+        return {column: docs[0].tables[table].get(column) or [None] * lengths[0] for column in columns}
+    merged: dict[str, list[Any]] = {column: [] for column in columns}
+    for doc, length in zip(docs, lengths, strict=True):
+        for column, values in merged.items():
+            values.extend(doc.tables[table].get(column) or [None] * length)
+    return merged
+
+
+_BY_ARROW = {"string": pa.string(), "timestamp": pa.string()}
+"""The kinds Arrow reads from the answer as it is; it would loop for hours on a Decimal such as ``1E-999999999``
+and truncate a fractional integer, so numbers are read, bounded and checked in Python."""
+_ARROW_REFUSES = (pa.ArrowException, OverflowError, TypeError, ValueError)
+
+
+def _item_columns(docs: Sequence[_Doc]) -> dict[str, list[Any] | pa.ChunkedArray]:
+    """
+    The line items' fields of all ``docs``, in order, column by column.
+
+    Arrow reads the text fields in one pass per run of documents with the same fields, in C, as
+    ``pyarrow.Table.from_pylist`` does: that pass is most of the work of a large answer. When Arrow refuses
+    a value (a number where text belongs, a wrong shape), those columns are read in Python instead, where
+    the checks that name the line and field run.
+    """
+    names = list({n: None for doc in docs for n in doc.item_fields if n != "line_number"})
+    texts = [name for name in names if SCHEMA["line_items"][name] in _BY_ARROW]
+    columns: dict[str, list[Any] | pa.ChunkedArray] = {name: _listed(docs, name) for name in names if name not in texts}
+    try:
+        columns.update(_arrow_item_columns(docs, texts))
+    except _ARROW_REFUSES:
+        columns.update({name: _listed(docs, name) for name in texts})
+    return columns
+
+
+def _arrow_item_columns(docs: Sequence[_Doc], names: list[str]) -> dict[str, pa.ChunkedArray]:
+    chunks: dict[str, list[pa.Array]] = {name: [] for name in names}
+    for fields, run in itertools.groupby(docs, key=lambda doc: doc.item_fields):
+        rows = [item for doc in run for item in doc.item_rows]
+        converted = pa.Table.from_pylist(
+            rows, schema=pa.schema([(name, pa.string()) for name in names if name in fields])
+        )
+        for name in names:
+            chunks[name].extend(converted.column(name).chunks if name in fields else [pa.nulls(len(rows), pa.string())])
+    return {name: pa.chunked_array(parts, pa.string()) for name, parts in chunks.items()}
+
+
+def _listed(docs: Sequence[_Doc], name: str) -> list[Any]:
+    """A line-item field of all ``docs`` as Python values; null where a document does not have the field."""
+    values: list[Any] = []
+    for doc in docs:
+        values.extend(
+            [item.get(name) for item in doc.item_rows] if name in doc.item_fields else [None] * len(doc.item_rows)
+        )
+    return values
 
 
 def _located(bad: _BadValue, table: str, docs: Sequence[_Doc], lengths: list[int]) -> FastlyDataError:
@@ -620,18 +744,15 @@ def _with_key(key: Mapping[str, Any], n: int, columns: dict[str, list[Any]]) -> 
     return {**{name: [value] * n for name, value in key.items()}, **columns}
 
 
-def _columns_of(items: list[Mapping[str, Any]], names: Sequence[str]) -> dict[str, list[Any]]:
-    """Columns of ``names`` from a list of dicts, one pass per column (no row tuples); a missing key is a null."""
-    return {name: [item.get(name) for item in items] for name in names}
-
-
 def _line_items(
     key: Mapping[str, Any], items: list[Mapping[str, Any]], fields: Sequence[str], label: str, path: str
 ) -> dict[str, list[Any]]:
-    columns = _columns_of(items, fields)
-    if "line_number" not in columns:
-        columns["line_number"] = list(range(1, len(items) + 1))
-    columns["extra"] = _unknown(items, frozenset(fields), label, path)
+    """The line items' key, line number and unknown fields; their own fields come from :func:`_item_columns`."""
+    numbers = [item.get("line_number") for item in items] if "line_number" in fields else range(1, len(items) + 1)
+    columns: dict[str, list[Any]] = {
+        "line_number": list(numbers),
+        "extra": _unknown(items, frozenset(fields), label, path),
+    }
     return _with_key(key, len(items), columns)
 
 
@@ -749,7 +870,7 @@ def _v2(doc: Mapping[str, Any], is_estimate: bool, fetched_at: str, load_key: st
         "regions": _regions(key, doc.get("regions"), label),
         "extras": _extras(key, _objects(total.get("extras"), label, "total.extras"), label),
     }
-    return _Doc(label, "line_items", _V2_FIELDS, tables)
+    return _Doc(label, "line_items", _V2_FIELDS, tables, items, fields)
 
 
 def _v3(doc: Mapping[str, Any], is_estimate: bool, fetched_at: str, load_key: str, label: str) -> _Doc:
@@ -776,7 +897,7 @@ def _v3(doc: Mapping[str, Any], is_estimate: bool, fetched_at: str, load_key: st
         "regions": {},
         "extras": {},
     }
-    return _Doc(label, path, _V3_FIELDS, tables)
+    return _Doc(label, path, _V3_FIELDS, tables, items, fields)
 
 
 def is_v3(doc: Mapping[str, Any]) -> bool:

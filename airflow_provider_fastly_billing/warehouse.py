@@ -55,6 +55,7 @@ from airflow_provider_fastly_billing.frames import (
     NUMERIC_SCALE,
     _all_fit,
     _misfit,
+    to_python,
 )
 from airflow_provider_fastly_billing.frames import SCHEMA as INVOICE_SCHEMA
 from airflow_provider_fastly_billing.usage import SCHEMA as USAGE_SCHEMA
@@ -353,7 +354,7 @@ class Dialect:
             elif kind == "numeric":
                 converted.append(self.money(series))
             else:
-                converted.append(list(series))
+                converted.append(to_python(series))
         rows = list(zip(*converted, strict=True))
         for start in range(0, len(rows), BATCH_ROWS):
             yield rows[start : start + BATCH_ROWS]

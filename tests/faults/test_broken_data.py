@@ -120,6 +120,15 @@ def test_extreme_numbers_are_refused_at_once(value: Any, problem: str) -> None:
     assert message.startswith(f"{name(doc)}: line 1 of line_items, field amount: {problem}")
 
 
+@pytest.mark.parametrize("zero", ["0E-9999999", "-0E+9999999", "0.000000000000000000000"])
+def test_a_zero_with_any_exponent_is_stored_as_zero(zero: str) -> None:
+    """JSON allows ``0e-9999999``; pyarrow crashed the worker on it. It is exactly zero, so it is stored as 0."""
+    doc = invoice()
+    doc["line_items"][0]["amount"] = parse_json(f'{{"a": {zero}}}'.encode())["a"]
+    amounts = invoice_to_frames(doc, FETCHED).line_items["amount"]
+    assert amounts[0] == 0 and amounts[1] == doc["line_items"][1]["amount"]
+
+
 def test_the_warehouse_limits_are_decimal_38_15() -> None:
     """The refusals above are the limits of the warehouses' money columns, not of Python."""
     assert (NUMERIC_PRECISION, NUMERIC_SCALE) == (38, 15)
