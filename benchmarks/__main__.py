@@ -9,7 +9,7 @@ import sys
 from benchmarks import table
 from benchmarks.common import save
 
-BENCHMARKS = ("http", "frames", "load", "fanout", "memory", "peer", "parse")
+BENCHMARKS = ("http", "frames", "load", "fanout", "memory", "peer", "parse", "download")
 
 
 def main(names: list[str]) -> None:

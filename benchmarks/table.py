@@ -61,6 +61,10 @@ def rows(results: dict[str, Any]) -> list[str]:
         out.append(f"| 8 | parse cost of each example DAG over `import airflow.sdk` (median of 7 processes) "
                    f"| {best:.0f}-{worst:.0f} ms | plain one-task DAG {parse['plain_dag_ms']:.0f} ms | | ≤ 50 ms "
                    f"| {'met' if met else '**missed**'} |")  # fmt: skip
+    if pdf := results.get("download"):
+        out.append(f"| 9 | a {pdf['file_mb']:.0f} MB PDF through `download_invoice` (streamed to disk), peak RSS "
+                   f"growth | {pdf['provider_growth_mb']:.0f} MB | `requests` reading it whole: "
+                   f"{pdf['baseline_growth_mb']:.0f} MB | | {pdf['target']} | {_met(pdf)} |")  # fmt: skip
     return out
 
 
