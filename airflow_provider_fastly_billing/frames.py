@@ -14,8 +14,8 @@ and ``customer_id``):
 Money and quantities are Arrow ``decimal128(38, 15)`` columns (``pd.ArrowDtype``; an element is a
 ``Decimal`` with 15 fraction digits, a null is ``pd.NA``), text and JSON are Arrow strings (:data:`TEXT`):
 exact from the API to the warehouse, and what DuckDB and PostgreSQL ingest without a conversion
-(:func:`to_python` reads any column as plain Python values, nulls as ``None``). Missing fields are nulls; unknown fields land in
-``extra`` or ``raw``, so a new Fastly field never breaks a load.
+(:func:`to_python` reads any column as plain Python values, nulls as ``None``). Missing fields are nulls;
+unknown fields land in ``extra`` or ``raw``, so a new Fastly field never breaks a load.
 A value that cannot be stored as it is (a number in another format, NaN, more digits than
 ``DECIMAL(38, 15)``, a date that does not parse, a NUL character, a wrong shape) is a
 :class:`~airflow_provider_fastly_billing.exceptions.FastlyDataError` naming the invoice, line and field:
@@ -167,6 +167,7 @@ TEXT = pd.ArrowDtype(pa.string())
 """The dtype of string and JSON columns: Arrow strings, what the engines ingest without a conversion."""
 _PANDAS_DTYPE = {"int": "Int64", "bool": "boolean"}
 _NUL = "holds a NUL character, which PostgreSQL cannot store"
+_SURROGATE = "holds a lone surrogate, which is not valid Unicode"
 METRICS = ("bandwidth", "requests", "percentile")
 
 
@@ -413,10 +414,23 @@ def _text(value: Any) -> str | None:
 def _strings(values: list[Any]) -> list[str | None]:
     if not set(map(type, values)) <= {str, _NONE}:
         values = _first_bad(values, _text)
-    if "\x00" in "".join(filter(None, values)):
+    text = "".join(filter(None, values))
+    if "\x00" in text:
         row = next(n for n, v in enumerate(values) if v and "\x00" in v)
         raise _BadValue(row, values[row], _NUL)
+    if not text.isascii() and not _unicode(text):
+        row = next(n for n, v in enumerate(values) if v and not _unicode(v))
+        raise _BadValue(row, values[row], _SURROGATE)
     return values
+
+
+def _unicode(text: str) -> bool:
+    """Whether ``text`` is valid Unicode: JSON's ``\\ud800`` escapes decode to lone surrogates, which are not."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _text_column(values: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -818,6 +832,8 @@ def _check_ids(doc: Mapping[str, Any], label: str) -> None:
             raise FastlyDataError(f"{label}: field {field}: {_shown(value)} is too long for an id")
         if isinstance(value, str) and "\x00" in value:
             raise FastlyDataError(f"{label}: field {field}: {_shown(value)} holds a NUL character")
+        if isinstance(value, str) and not _unicode(value):
+            raise FastlyDataError(f"{label}: field {field}: {_shown(value)} {_SURROGATE}")
 
 
 def _key(doc: Mapping[str, Any], version: str, load_key: str) -> dict[str, Any]:

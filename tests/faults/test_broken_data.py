@@ -324,6 +324,22 @@ def test_a_nul_character_is_refused(path: tuple[Any, ...], value: str, where: st
     assert message.startswith(f"invoice {doc['invoice_id']} (customer ")
 
 
+@pytest.mark.parametrize(
+    ("path", "where"),
+    [
+        (("line_items", 1, "description"), "line 2 of line_items, field description: 'Band\\ud800'"),
+        (("total", "plan_name"), "field total.plan_name: 'Band\\ud800'"),
+        (("customer_id",), "field customer_id: 'Band\\ud800'"),
+    ],
+)
+def test_a_lone_surrogate_is_refused(path: tuple[Any, ...], where: str) -> None:
+    """JSON's ``"\\ud800"`` decodes to a string no database can store: an error naming where, not a crash."""
+    doc = invoice()
+    set_at(path, parse_json(b'"Band\\ud800"'))(doc)
+    message = refusal(doc)
+    assert where in message and message.endswith("holds a lone surrogate, which is not valid Unicode")
+
+
 def test_a_nul_character_in_a_region_name_is_refused() -> None:
     doc = invoice()
     doc["regions"]["us\x00a"] = doc["regions"].pop("usa")
