@@ -1001,6 +1001,7 @@ def invoice_parts_to_frames(parts: Iterable[Mapping[str, Any]], fetched_at: date
             raise FastlyDataError(f"{label}: a part is not of this invoice")
         line_items.append(_frames_of([_doc(part, key, label, False, stamp, offset)]).line_items)
         offset += len(line_items[-1])
+        del part  # before the next part is decoded, not after
     return dataclasses.replace(head, line_items=pd.concat(line_items, ignore_index=True))
 
 

@@ -58,8 +58,8 @@ DEFAULT_MAX_BODY_BYTES = 64 << 20
 """64 MiB: a year of a large reseller's invoices fits many times over."""
 DEFAULT_STREAM_BODY_BYTES = 32 << 20
 """32 MiB: a larger JSON answer is decoded a part of its items at a time (:func:`read_json_parts`)."""
-PART_ITEMS = 20_000
-"""Items per part of a large answer: some tens of MB of dicts at a time, enough for Arrow to convert in bulk."""
+PART_ITEMS = 10_000
+"""Items per part of a large answer: about 20 MB of dicts at a time, enough for Arrow to convert in bulk."""
 MAX_DEPTH = 64
 """Fastly's answers nest about 6 deep; anything beyond this is refused, never a ``RecursionError``."""
 ERROR_BODY_BYTES = 64 << 10
@@ -294,7 +294,8 @@ def _split(text: str, key: str, size: int) -> tuple[Any, list[tuple[int, int]] |
     header: dict[str, Any] = {}
     spans = None
     at = _skip(text, at + 1)
-    while not (text.startswith("}", at) and not header):
+    closed = text.startswith("}", at)
+    while not closed:
         at = _expect_char(text, at, '"', "property name enclosed in double quotes")
         name, at = json.decoder.scanstring(text, at + 1)  # type: ignore[attr-defined]
         at = _skip(text, _expect_char(text, at, ":", "':' delimiter") + 1)
@@ -305,9 +306,8 @@ def _split(text: str, key: str, size: int) -> tuple[Any, list[tuple[int, int]] |
             header[name], at = _value(text, at)
             spans = None if name == key else spans
         at = _expect_char(text, at, ",}", "',' delimiter")
-        if text[at] == "}":
-            break
-        at = _skip(text, at + 1)
+        closed = text[at] == "}"
+        at = at if closed else _skip(text, at + 1)
     if _skip(text, at + 1) != len(text):
         raise json.JSONDecodeError("Extra data", text, _skip(text, at + 1))
     if not _walk_within(header, MAX_DEPTH):
