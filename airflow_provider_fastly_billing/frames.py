@@ -556,6 +556,8 @@ class _Doc:
     tables: Columns
     item_rows: list[Mapping[str, Any]] = dataclasses.field(default_factory=list)
     item_fields: tuple[str, ...] = ()
+    offset: int = 0
+    """How many of the document's line items came before these (in earlier parts)."""
 
 
 def _frames_of(docs: Sequence[_Doc]) -> InvoiceFrames:
@@ -647,8 +649,9 @@ def _field_of_invoice(doc: _Doc, row: int, column: str) -> str:
 
 def _field_of_item(doc: _Doc, row: int, column: str) -> str:
     number = doc.tables["line_items"]["line_number"][row]
-    line = number if type(number) is int and column != "line_number" else row + 1
-    index = "" if line == row + 1 else f" ({doc.items}[{row}])"
+    position = doc.offset + row
+    line = number if type(number) is int and column != "line_number" else position + 1
+    index = "" if line == position + 1 else f" ({doc.items}[{position}])"
     return f"line {line} of {doc.items}{index}, field {column}"
 
 
@@ -740,13 +743,15 @@ def _unstorable(value: Any, path: str) -> str:
     return path
 
 
-def _unknown(items: list[Mapping[str, Any]], known: frozenset[str], label: str, path: str) -> list[str | None]:
+def _unknown(
+    items: list[Mapping[str, Any]], known: frozenset[str], label: str, path: str, offset: int = 0
+) -> list[str | None]:
     try:
         return [None if known.issuperset(item) else _json(_rest(item, known)) for item in items]
     except (RecursionError, TypeError, ValueError):
         return [
             None if known.issuperset(item) else _stored_json(_rest(item, known), label, f"{path}[{n}]")
-            for n, item in enumerate(items)
+            for n, item in enumerate(items, start=offset)
         ]
 
 
@@ -759,13 +764,21 @@ def _with_key(key: Mapping[str, Any], n: int, columns: dict[str, list[Any]]) -> 
 
 
 def _line_items(
-    key: Mapping[str, Any], items: list[Mapping[str, Any]], fields: Sequence[str], label: str, path: str
+    key: Mapping[str, Any], items: list[Mapping[str, Any]], fields: Sequence[str], label: str, path: str, offset: int
 ) -> dict[str, list[Any]]:
-    """The line items' key, line number and unknown fields; their own fields come from :func:`_item_columns`."""
-    numbers = [item.get("line_number") for item in items] if "line_number" in fields else range(1, len(items) + 1)
+    """
+    The line items' key, line number and unknown fields; their own fields come from :func:`_item_columns`.
+
+    :param offset: how many line items of the document came before ``items``.
+    """
+    numbers = (
+        [item.get("line_number") for item in items]
+        if "line_number" in fields
+        else range(offset + 1, offset + len(items) + 1)
+    )
     columns: dict[str, list[Any]] = {
         "line_number": list(numbers),
-        "extra": _unknown(items, frozenset(fields), label, path),
+        "extra": _unknown(items, frozenset(fields), label, path, offset),
     }
     return _with_key(key, len(items), columns)
 
@@ -861,7 +874,7 @@ _V3_FIELDS = {
 }
 
 
-def _v2(doc: Mapping[str, Any], is_estimate: bool, fetched_at: str, load_key: str, label: str) -> _Doc:
+def _v2(doc: Mapping[str, Any], is_estimate: bool, fetched_at: str, load_key: str, label: str, offset: int) -> _Doc:
     total = _expect(doc.get("total"), "an object", label, "total") or {}
     status = doc.get("status")
     status = {"status": status} if isinstance(status, str) else _expect(status, "an object", label, "status") or {}
@@ -882,14 +895,14 @@ def _v2(doc: Mapping[str, Any], is_estimate: bool, fetched_at: str, load_key: st
     fields = V2_ESTIMATE_ITEM if is_estimate else V2_INVOICE_ITEM
     tables = {
         "invoices": {name: [value] for name, value in invoice.items()},
-        "line_items": _line_items({**key, "is_estimate": is_estimate}, items, fields, label, "line_items"),
+        "line_items": _line_items({**key, "is_estimate": is_estimate}, items, fields, label, "line_items", offset),
         "regions": _regions(key, doc.get("regions"), label),
         "extras": _extras(key, _objects(total.get("extras"), label, "total.extras"), label),
     }
-    return _Doc(label, "line_items", _V2_FIELDS, tables, items, fields)
+    return _Doc(label, "line_items", _V2_FIELDS, tables, items, fields, offset)
 
 
-def _v3(doc: Mapping[str, Any], is_estimate: bool, fetched_at: str, load_key: str, label: str) -> _Doc:
+def _v3(doc: Mapping[str, Any], is_estimate: bool, fetched_at: str, load_key: str, label: str, offset: int) -> _Doc:
     key = _key(doc, "v3", load_key)
     invoice = {
         **key,
@@ -909,11 +922,11 @@ def _v3(doc: Mapping[str, Any], is_estimate: bool, fetched_at: str, load_key: st
     fields = ("description", "amount", "units", "credit_coupon_code", *V3_LINE_ITEM)
     tables = {
         "invoices": {name: [value] for name, value in invoice.items()},
-        "line_items": _line_items({**key, "is_estimate": is_estimate}, items, fields, label, path),
+        "line_items": _line_items({**key, "is_estimate": is_estimate}, items, fields, label, path, offset),
         "regions": {},
         "extras": {},
     }
-    return _Doc(label, path, _V3_FIELDS, tables, items, fields)
+    return _Doc(label, path, _V3_FIELDS, tables, items, fields, offset)
 
 
 def is_v3(doc: Mapping[str, Any]) -> bool:
@@ -960,8 +973,8 @@ def _documents(
     return [(doc, key, label) for key, (_, doc, label) in seen.items()]
 
 
-def _doc(doc: Mapping[str, Any], key: str, label: str, is_estimate: bool, stamp: str) -> _Doc:
-    return (_v3 if is_v3(doc) else _v2)(doc, is_estimate, stamp, key, label)
+def _doc(doc: Mapping[str, Any], key: str, label: str, is_estimate: bool, stamp: str, offset: int = 0) -> _Doc:
+    return (_v3 if is_v3(doc) else _v2)(doc, is_estimate, stamp, key, label, offset)
 
 
 def invoices_to_frames(invoices: Iterable[Mapping[str, Any]], fetched_at: datetime | None = None) -> InvoiceFrames:
@@ -981,6 +994,39 @@ def invoices_to_frames(invoices: Iterable[Mapping[str, Any]], fetched_at: dateti
 def invoice_to_frames(invoice: Mapping[str, Any], fetched_at: datetime | None = None) -> InvoiceFrames:
     """The tables of one invoice; see :func:`invoices_to_frames`."""
     return invoices_to_frames([invoice], fetched_at)
+
+
+def invoice_parts_to_frames(parts: Iterable[Mapping[str, Any]], fetched_at: datetime | None = None) -> InvoiceFrames:
+    """
+    The tables of one invoice given in parts, each the invoice with a run of its line items, in order.
+
+    What :meth:`~airflow_provider_fastly_billing.hooks.billing.BillingHook.get_invoice_parts` yields: each
+    part becomes columns and is dropped before the next is read, so a large invoice's line items are never
+    all alive as dicts. The frames are those of :func:`invoice_to_frames` of the whole invoice; the
+    invoice's other fields are read from its first part.
+
+    :raises FastlyDataError: as :func:`invoices_to_frames`, naming the line by its place in the whole
+        invoice; or a part of another invoice.
+    """
+    stamp = _timestamp(fetched_at or datetime.now(timezone.utc))
+    parts = iter(parts)
+    head, key, label = _first_part(next(parts, None), stamp)
+    line_items, offset = [head.line_items], len(head.line_items)
+    for part in parts:
+        if not isinstance(part, Mapping) or _invoice_key(part) != key:
+            raise FastlyDataError(f"{label}: a part is not of this invoice")
+        line_items.append(_frames_of([_doc(part, key, label, False, stamp, offset)]).line_items)
+        offset += len(line_items[-1])
+        del part  # before the next part is decoded, not after
+    return dataclasses.replace(head, line_items=pd.concat(line_items, ignore_index=True))
+
+
+def _first_part(part: Mapping[str, Any] | None, stamp: str) -> tuple[InvoiceFrames, str, str]:
+    """The frames of an invoice's first part, its load key and its name for errors."""
+    if part is None:
+        raise FastlyDataError("an invoice in parts has no parts")
+    ((doc, key, label),) = _documents([part], "invoice", _invoice_key)
+    return _frames_of([_doc(doc, key, label, False, stamp)]), key, label
 
 
 def estimates_to_frames(

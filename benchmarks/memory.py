@@ -1,4 +1,9 @@
-"""Row 6: one ~200 MB JSON invoice fetched, turned into frames and loaded into DuckDB: peak RSS growth per body."""
+"""
+Row 6: one ~200 MB JSON invoice fetched, turned into frames and loaded into DuckDB: peak RSS growth per body.
+
+The path the transfer operator takes: ``get_invoice_parts`` and ``invoice_parts_to_frames``, an answer that
+large decoded a part of its line items at a time.
+"""
 
 from __future__ import annotations
 
@@ -18,13 +23,13 @@ CHILD = (
     PEAK_RSS
     + """
 import json, sys
-from airflow_provider_fastly_billing.frames import invoice_to_frames
+from airflow_provider_fastly_billing.frames import invoice_parts_to_frames
 from airflow_provider_fastly_billing.hooks.billing import BillingHook
 from airflow_provider_fastly_billing.warehouse import load_frames
 hook = BillingHook("fastly_bench")
-load_frames(invoice_to_frames(hook.get_invoice(2025, 1)), "fastly_bench_warehouse")  # warm-up: imports, session
+load_frames(invoice_parts_to_frames(hook.get_invoice_parts(2025, 1)), "fastly_bench_warehouse")  # warm-up
 before = peak_mb()
-rows = load_frames(invoice_to_frames(hook.get_invoice(2025, 6)), "fastly_bench_warehouse")
+rows = load_frames(invoice_parts_to_frames(hook.get_invoice_parts(2025, 6)), "fastly_bench_warehouse")
 after = peak_mb()
 print(json.dumps({"growth_mb": after - before, "peak_mb": after, "line_items": rows["line_items"]}))
 """

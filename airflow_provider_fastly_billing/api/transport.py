@@ -56,6 +56,10 @@ DEADLINE_PER_TIMEOUT = 4
 """The default ``deadline`` is this many ``timeout``\\ s: room for a large body, not for a trickle."""
 DEFAULT_MAX_BODY_BYTES = 64 << 20
 """64 MiB: a year of a large reseller's invoices fits many times over."""
+DEFAULT_STREAM_BODY_BYTES = 32 << 20
+"""32 MiB: a larger JSON answer is decoded a part of its items at a time (:func:`read_json_parts`)."""
+PART_ITEMS = 10_000
+"""Items per part of a large answer: about 20 MB of dicts at a time, enough for Arrow to convert in bulk."""
 MAX_DEPTH = 64
 """Fastly's answers nest about 6 deep; anything beyond this is refused, never a ``RecursionError``."""
 ERROR_BODY_BYTES = 64 << 10
@@ -90,11 +94,13 @@ class Settings:
     max_wait: float
     deadline: float
     max_body_bytes: int
+    stream_body_bytes: int = DEFAULT_STREAM_BODY_BYTES
 
     def __repr__(self) -> str:
         return (
             f"Settings(base_url={self.base_url!r}, timeout={self.timeout}, deadline={self.deadline}, "
-            f"max_retries={self.max_retries}, max_body_bytes={self.max_body_bytes})"
+            f"max_retries={self.max_retries}, max_body_bytes={self.max_body_bytes}, "
+            f"stream_body_bytes={self.stream_body_bytes})"
         )
 
     @property
@@ -156,6 +162,7 @@ def settings_from(conn: Any, overrides: Mapping[str, Any], name: str | None = No
         max_wait=pick("max_wait", DEFAULT_MAX_WAIT, 0),
         deadline=pick("deadline", DEADLINE_PER_TIMEOUT * timeout, 0.001),
         max_body_bytes=int(pick("max_body_bytes", DEFAULT_MAX_BODY_BYTES, 1)),
+        stream_body_bytes=int(pick("stream_body_bytes", DEFAULT_STREAM_BODY_BYTES, 1)),
     )
 
 
@@ -224,6 +231,96 @@ def parse_json(body: bytes | str) -> Any:
     return data
 
 
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_refuse_constant)
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _skip(text: str, at: int) -> int:
+    return _SPACE.match(text, at).end()  # type: ignore[union-attr]  # matches the empty string anywhere
+
+
+def _expect_char(text: str, at: int, chars: str, what: str) -> int:
+    """The offset of the character at ``at`` (after whitespace) if it is one of ``chars``; else a syntax error."""
+    at = _skip(text, at)
+    if text[at : at + 1] not in tuple(chars):
+        raise json.JSONDecodeError(f"Expecting {what}", text, at)
+    return at
+
+
+def _value(text: str, at: int) -> tuple[Any, int]:
+    """The JSON value at ``at`` and the offset after it, by the C scanner: exact, NaN and Infinity refused."""
+    try:
+        return _DECODER.raw_decode(text, at)
+    except RecursionError:
+        raise ValueError(f"the answer nests deeper than {MAX_DEPTH} levels") from None
+
+
+def _item_spans(text: str, at: int, size: int) -> tuple[list[tuple[int, int]], int]:
+    """
+    The array at ``at`` checked item by item, as spans of the text of ``size`` items each; and the offset after it.
+
+    Each run of items is decoded, checked for nesting (the array sits two levels deep) and dropped.
+    """
+    spans: list[tuple[int, int]] = []
+    at = _skip(text, at + 1)
+    if text.startswith("]", at):
+        return spans, at + 1
+    start, items = at, []
+    while True:
+        item, at = _value(text, at)
+        items.append(item)
+        at = _expect_char(text, at, ",]", "',' delimiter")
+        if len(items) == size or text[at] == "]":
+            piece = f"[{text[start:at]}]".encode("utf-8", "surrogatepass")
+            if not _nesting_within(piece, items, MAX_DEPTH - 1):
+                raise ValueError(f"the answer nests deeper than {MAX_DEPTH} levels")
+            spans.append((start, at))
+            start, items = _skip(text, at + 1), []
+        if text[at] == "]":
+            return spans, at + 1
+        at = _skip(text, at + 1)
+
+
+def _split(text: str, key: str, size: int) -> tuple[Any, list[tuple[int, int]] | None]:
+    """
+    A JSON object checked whole, its ``key`` array left as spans of ``size`` items: ``(object, spans)``.
+
+    The object holds ``[]`` at ``key``. Anything but an object with an array at ``key`` is parsed whole
+    (``spans`` is ``None``). The checks and errors are those of :func:`parse_json`.
+    """
+    at = _skip(text, 0)
+    if not text.startswith("{", at):
+        return parse_json(text), None
+    header: dict[str, Any] = {}
+    spans = None
+    at = _skip(text, at + 1)
+    closed = text.startswith("}", at)
+    while not closed:
+        at = _expect_char(text, at, '"', "property name enclosed in double quotes")
+        name, at = json.decoder.scanstring(text, at + 1)  # type: ignore[attr-defined]
+        at = _skip(text, _expect_char(text, at, ":", "':' delimiter") + 1)
+        if name == key and text.startswith("[", at):
+            header[name] = []
+            spans, at = _item_spans(text, at, size)
+        else:
+            header[name], at = _value(text, at)
+            spans = None if name == key else spans
+        at = _expect_char(text, at, ",}", "',' delimiter")
+        closed = text[at] == "}"
+        at = at if closed else _skip(text, at + 1)
+    if _skip(text, at + 1) != len(text):
+        raise json.JSONDecodeError("Extra data", text, _skip(text, at + 1))
+    if not _walk_within(header, MAX_DEPTH):
+        raise ValueError(f"the answer nests deeper than {MAX_DEPTH} levels")
+    return header, spans
+
+
+def _parts(text: str, header: dict[str, Any], key: str, spans: list[tuple[int, int]]) -> Iterator[dict[str, Any]]:
+    """The object once per span, holding that span's items at ``key``; the text is already checked."""
+    for start, end in spans or [(0, 0)]:
+        yield {**header, key: _DECODER.decode(f"[{text[start:end]}]")}
+
+
 # Errors
 
 
@@ -275,20 +372,29 @@ def answer_error(
     return api_error(status, where, body, _header(headers, "Content-Type") or "", reason, settings.token)
 
 
-def decode(status: int, path: str, body: bytes, content_type: str, secret: str | None = None) -> dict[str, Any]:
-    """A 2xx JSON body as a ``dict``, or a ``FastlyApiError`` saying why not."""
-    try:
-        data = parse_json(body)
-    except UnicodeDecodeError:
-        raise FastlyApiError(status, path, "the answer is not UTF-8 JSON", secret=secret) from None
-    except ValueError as exc:
-        if isinstance(exc, json.JSONDecodeError):
-            kind = content_type.split(";")[0] or "untyped"
-            raise FastlyApiError(status, path, f"the answer is not valid JSON (a {kind} body)", secret=secret) from None
-        raise FastlyApiError(status, path, str(exc), secret=secret) from None
+def _decoding_error(exc: ValueError, status: int, path: str, content_type: str, secret: str | None) -> FastlyApiError:
+    """Why a 2xx body is not a Fastly JSON answer, as a ``FastlyApiError``."""
+    if isinstance(exc, UnicodeDecodeError):
+        return FastlyApiError(status, path, "the answer is not UTF-8 JSON", secret=secret)
+    if isinstance(exc, json.JSONDecodeError):
+        kind = content_type.split(";")[0] or "untyped"
+        return FastlyApiError(status, path, f"the answer is not valid JSON (a {kind} body)", secret=secret)
+    return FastlyApiError(status, path, str(exc), secret=secret)
+
+
+def _object(data: Any, status: int, path: str, secret: str | None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise FastlyApiError(status, path, f"expected a JSON object, got {type(data).__name__}", secret=secret)
     return data
+
+
+def decode(status: int, path: str, body: bytes | str, content_type: str, secret: str | None = None) -> dict[str, Any]:
+    """A 2xx JSON body as a ``dict``, or a ``FastlyApiError`` saying why not."""
+    try:
+        data = parse_json(body)
+    except ValueError as exc:
+        raise _decoding_error(exc, status, path, content_type, secret) from None
+    return _object(data, status, path, secret)
 
 
 def json_answer(
@@ -548,17 +654,53 @@ def chunks(response: requests.Response, expires: float) -> Iterator[bytes]:
             raise DeadlineExceeded
 
 
-def read_json_body(response: requests.Response, body: Iterator[bytes], where: str, settings: Settings) -> bytes:
+def _collect(response: requests.Response, body: Iterator[bytes], where: str, settings: Settings) -> bytearray:
     """A JSON body, refused past ``max_body_bytes`` (before reading, when ``Content-Length`` says so)."""
     status = response.status_code
     _check_length(status, where, response.headers, settings)
-    parts, size = [], 0
+    data = bytearray()
     for chunk in body:
-        size += len(chunk)
-        if size > settings.max_body_bytes:
+        data += chunk
+        if len(data) > settings.max_body_bytes:
             raise _too_large(status, where, "is longer", settings)
-        parts.append(chunk)
-    return b"".join(parts)
+    return data
+
+
+def read_json_body(response: requests.Response, body: Iterator[bytes], where: str, settings: Settings) -> bytes:
+    """A JSON body, refused past ``max_body_bytes`` (before reading, when ``Content-Length`` says so)."""
+    return bytes(_collect(response, body, where, settings))
+
+
+def read_json_parts(
+    response: requests.Response,
+    body: Iterator[bytes],
+    where: str,
+    settings: Settings,
+    key: str,
+    size: int = PART_ITEMS,
+) -> Iterator[dict[str, Any]]:
+    """
+    A 2xx JSON object answer in parts: whole up to ``stream_body_bytes``, else ``size`` items of ``key`` a part.
+
+    A large answer is kept as text, checked whole at once (the guards, checks and errors of
+    :func:`read_json_body` and :func:`decode`), then decoded part by part: each part is the object with a
+    run of the items at ``key`` (an array), so one run's dicts are alive at a time, not all of them (several
+    times the body).
+    """
+    status = response.status_code
+    data = _collect(response, body, where, settings)
+    if status == 202 or len(data) <= settings.stream_body_bytes:
+        answer = json_answer(status, where, response.headers, bytes(data), settings, pending_ok=False)
+        return iter([_object(answer, status, where, settings.token)])
+    content_type = _header(response.headers, "Content-Type") or ""
+    try:
+        text = data.decode(json.detect_encoding(data), "surrogatepass")  # as json.loads decodes bytes
+        del data
+        header, spans = _split(text, key, size)
+    except ValueError as exc:
+        raise _decoding_error(exc, status, where, content_type, settings.token) from None
+    header = _object(header, status, where, settings.token)
+    return iter([header]) if spans is None else _parts(text, header, key, spans)
 
 
 def _error_body(body: Iterator[bytes]) -> bytes:

@@ -52,6 +52,9 @@ class BillingHook(BaseHook):
         default: extra ``deadline``, else 4 times ``timeout``.
     :param max_body_bytes: the largest JSON answer accepted; default: extra, else 64 MiB. Downloads of
         CSV and PDF files have no cap.
+
+    A JSON invoice larger than the connection extra ``stream_body_bytes`` (default 32 MiB) can be read in
+    parts by :meth:`get_invoice_parts`, so memory holds its text and one part's dicts, not all of them.
     """
 
     conn_name_attr = "fastly_conn_id"
@@ -108,6 +111,9 @@ class BillingHook(BaseHook):
             "max_body_bytes": IntegerField(
                 lazy_gettext("Max JSON answer (bytes)"), [Optional(), NumberRange(1)], widget=widget
             ),
+            "stream_body_bytes": IntegerField(
+                lazy_gettext("JSON answer decoded in parts above (bytes)"), [Optional(), NumberRange(1)], widget=widget
+            ),
             "allow_insecure_http": BooleanField(lazy_gettext("Allow plain http to a non-loopback host")),
         }
 
@@ -146,6 +152,32 @@ class BillingHook(BaseHook):
         :param month: the month, 1 to 12 (``3``, ``"3"`` or ``"03"``); not after the current month.
         """
         return self._get_json(v2.invoice_path(year, month))  # type: ignore[return-value]
+
+    def get_invoice_parts(
+        self, year: int | str, month: int | str, *, part_items: int = transport.PART_ITEMS
+    ) -> Iterator[dict[str, Any]]:
+        """
+        The invoice of :meth:`get_invoice` in parts, each the invoice with a run of its line items, in order.
+
+        An answer up to the connection extra ``stream_body_bytes`` (default 32 MiB) is one part, the whole
+        invoice. A larger one is fetched and checked whole (size cap, deadline, exact numbers, NaN and
+        nesting refused) and then decoded a part at a time, so its line items are never all alive as dicts
+        (several times the body). Build its frames with
+        :func:`~airflow_provider_fastly_billing.frames.invoice_parts_to_frames`.
+
+        :param year: as for :meth:`get_invoice`.
+        :param month: as for :meth:`get_invoice`.
+        :param part_items: line items per part of a large answer.
+        """
+        if part_items < 1:
+            raise ValueError(f"part_items must be at least 1, got {part_items}")
+        settings = self.settings
+        path = v2.invoice_path(year, month)
+
+        def read(response: requests.Response, body: Iterator[bytes]) -> Iterator[dict[str, Any]]:
+            return transport.read_json_parts(response, body, path, settings, "line_items", part_items)
+
+        return transport.get(self.session, settings, path, None, JSON, read, self.log)
 
     def get_invoice_by_id(self, customer_id: str, invoice_id: int | str) -> dict[str, Any]:
         """

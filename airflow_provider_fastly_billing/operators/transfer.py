@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from airflow_provider_fastly_billing.frames import InvoiceFrames
     from airflow_provider_fastly_billing.warehouse import Rows
 
+    Invoices = list[dict[str, Any]] | Iterator[dict[str, Any]]
+    """Whole invoices, or one invoice in parts (:meth:`BillingHook.get_invoice_parts`)."""
+
 
 PART_SIZE = 100
 """Invoices fetched, converted and written at a time by a fan-out: memory holds about two parts of answers."""
@@ -204,10 +207,10 @@ class InvoiceToSqlOperator(BaseOperator):
         tables = lineage.table_datasets(assets.written(self.warehouse_conn_id, self.schema, self.table_prefix))
         return lineage.lineage(self.hook, lineage.transfer_paths(self.api_version, mode, what), tables)
 
-    def _invoices_of_month(self, year: str, month: str) -> list[dict[str, Any]]:
-        """v2: the account's invoice of the month; v3: every invoice listed for the month."""
+    def _invoices_of_month(self, year: str, month: str) -> Invoices:
+        """v2: the account's invoice of the month, in parts when large; v3: every invoice listed for the month."""
         if self.api_version == "v2":
-            return [self.hook.get_invoice(year, month)]
+            return self.hook.get_invoice_parts(year, month)
         first = date(int(year), int(month), 1)
         last = first.replace(day=calendar.monthrange(first.year, first.month)[1])
         return list(self.hook.list_invoices(first, last))
@@ -261,15 +264,11 @@ class InvoiceToSqlOperator(BaseOperator):
                 for future in futures:
                     future.cancel()
 
-    def _load(
-        self, invoices: list[dict[str, Any]], estimates: list[dict[str, Any]], context: Context
-    ) -> dict[str, Any]:
+    def _load(self, invoices: Invoices, estimates: list[dict[str, Any]], context: Context) -> dict[str, Any]:
         """Load what was fetched in one transaction."""
         return self._load_parts([(invoices, estimates)], context)
 
-    def _load_parts(
-        self, parts: Iterable[tuple[list[dict[str, Any]], list[dict[str, Any]]]], context: Context
-    ) -> dict[str, Any]:
+    def _load_parts(self, parts: Iterable[tuple[Invoices, list[dict[str, Any]]]], context: Context) -> dict[str, Any]:
         """
         Build each part's tables and write them, all parts in one transaction; a part's answers go once written.
 
@@ -278,7 +277,7 @@ class InvoiceToSqlOperator(BaseOperator):
         """
         import pandas as pd
 
-        from airflow_provider_fastly_billing.frames import InvoiceFrames, estimates_to_frames, invoices_to_frames
+        from airflow_provider_fastly_billing.frames import InvoiceFrames, estimates_to_frames
         from airflow_provider_fastly_billing.warehouse import INVOICE_TABLES, SERVICE_COST_TABLES, Load
 
         fetched_at = datetime.now(timezone.utc)
@@ -299,7 +298,7 @@ class InvoiceToSqlOperator(BaseOperator):
                             f"the estimate is for customer {estimate.get('customer_id')}, not {self.estimate_for}"
                         )
                 frames = InvoiceFrames.concat(
-                    [invoices_to_frames(invoices, fetched_at), estimates_to_frames(estimates, fetched_at, snapshot)]
+                    [_invoice_frames(invoices, fetched_at), estimates_to_frames(estimates, fetched_at, snapshot)]
                 )
                 del invoices, estimates
                 load.write(self._tables(frames, fetched_at, known_names))
@@ -354,6 +353,15 @@ class InvoiceToSqlOperator(BaseOperator):
         )
         self.log.info("Usage of %s in %s: %d usage types, %d service rows", customer, period, len(usage), len(services))
         return service_cost_tables(frames, usage, service_usage, customer, [period])
+
+
+def _invoice_frames(invoices: Invoices, fetched_at: datetime) -> InvoiceFrames:
+    """The frames of whole invoices (a list), or of one invoice in parts (an iterator: ``get_invoice_parts``)."""
+    from airflow_provider_fastly_billing.frames import invoice_parts_to_frames, invoices_to_frames
+
+    if isinstance(invoices, list):
+        return invoices_to_frames(invoices, fetched_at)
+    return invoice_parts_to_frames(invoices, fetched_at)
 
 
 def _usage_customer(frames: InvoiceFrames, services: list[dict[str, Any]]) -> str:

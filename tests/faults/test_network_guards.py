@@ -25,8 +25,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 TOKEN = "hostile-TOKEN-5d1c9e-must-never-leave"
-FAST = {"timeout": 1.5, "deadline": 3, "max_retries": 1, "max_wait": 0.01}
-PATHS = ["sync", "download", "deferred"]
+FAST = {"timeout": 1.5, "deadline": 3, "max_retries": 1, "max_wait": 0.01, "stream_body_bytes": 1}
+"""``stream_body_bytes``: every JSON answer of ``get_invoice_parts`` is read in parts (the "parts" path)."""
+PATHS = ["sync", "parts", "download", "deferred"]
 MiB = 1 << 20
 
 
@@ -54,6 +55,8 @@ def failure(path: str, tmp_path: Path) -> str:
     with pytest.raises(FastlyApiError) as caught:
         if path == "sync":
             hook.get_invoice(2025, 1)
+        elif path == "parts":
+            list(hook.get_invoice_parts(2025, 1))
         else:
             hook.download_invoice(tmp_path / "invoice.pdf", fmt="pdf", year=2025, month=1)
     assert list(tmp_path.iterdir()) == []
@@ -153,7 +156,7 @@ def a_json_list(size: int) -> Answer:
 
 
 @pytest.mark.parametrize("announced", [True, False])
-@pytest.mark.parametrize("path", ["sync", "deferred"])
+@pytest.mark.parametrize("path", ["sync", "parts", "deferred"])
 def test_a_200_mb_json_body_is_refused_past_the_cap(connect, tmp_path: Path, path: str, announced: bool) -> None:
     """A 2 MiB cap against 200 MB: refused before reading when the length is announced, else at the cap."""
     with HostileServer() as api:
@@ -202,7 +205,7 @@ def test_a_401_that_echoes_the_token_is_masked(api: HostileServer, tmp_path: Pat
     ],
     ids=["nan", "infinity", "-infinity", "100k-deep", "65-deep", "65-deep-brackets-in-keys"],
 )
-@pytest.mark.parametrize("path", ["sync", "deferred"])
+@pytest.mark.parametrize("path", ["sync", "parts", "deferred"])
 def test_unsafe_json_is_refused_at_parse_time(api: HostileServer, tmp_path: Path, path: str, body, text) -> None:
     api.script(Answer(200, body))
     message = failure(path, tmp_path)
