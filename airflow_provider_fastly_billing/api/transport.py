@@ -550,22 +550,25 @@ class _Watchdog:
     requests' timeout bounds each socket read, not the request: a server sending a byte a second holds
     it for ever. The watchdog bounds connect, headers and body alike. It starts with the first request
     and again in a forked child, where threads do not survive.
+
+    It sleeps until the earliest deadline it knows and is woken only for an earlier one, never when an
+    attempt ends: back-to-back requests wake it about once per deadline, not several times each.
     """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._live: dict[int, _Attempt] = {}
         self._thread: threading.Thread | None = None
+        self._wakes = float("inf")
         self._local = threading.local()
 
     def watch(self, attempt: _Attempt) -> None:
         with self._cond:
-            earliest = min((a.expires for a in self._live.values()), default=float("inf"))
             self._live[id(attempt)] = attempt
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="fastly-deadline", daemon=True)
                 self._thread.start()
-            elif attempt.expires < earliest:
+            elif attempt.expires < self._wakes:
                 self._cond.notify()
         self._local.attempt = attempt
 
@@ -583,13 +586,12 @@ class _Watchdog:
     def _run(self) -> None:
         with self._cond:
             while True:
-                first = min(self._live.values(), key=lambda a: a.expires, default=None)
                 now = time.monotonic()
-                if first is None or first.expires > now:
-                    self._cond.wait(None if first is None else first.expires - now)
-                    continue
-                del self._live[id(first)]
-                first.cut()
+                for late in [a for a in self._live.values() if a.expires <= now]:
+                    del self._live[id(late)]
+                    late.cut()
+                self._wakes = min((a.expires for a in self._live.values()), default=float("inf"))
+                self._cond.wait(self._wakes - now if self._live else None)
 
 
 _watchdog = _Watchdog()

@@ -101,6 +101,22 @@ def test_an_answer_trickled_at_one_byte_a_second_fails_within_the_deadline(
     assert len(api.seen) == 2  # one retry, from one budget
 
 
+def test_a_short_deadline_holds_after_a_request_under_a_long_one(connect, api: HostileServer) -> None:
+    """
+    The watchdog sleeps towards the earliest deadline it knows, 600 s here; a shorter one must wake it.
+
+    Bound: one attempt, deadline 3 s; asserted < 15 s. The headers trickle: only the watchdog can end that.
+    """
+    connect("fastly_patient", api.connection(TOKEN, deadline=600))
+    trickled = b'{"invoice_id": 2, "pad": "' + b"x" * 500 + b'"}'
+    api.script(Answer(200, b'{"invoice_id": 1}'), Answer(200, trickled, trickle=1.0, trickle_head=True))
+    assert BillingHook("fastly_patient").get_invoice(2025, 1) == {"invoice_id": 1}
+    started = time.monotonic()
+    with pytest.raises(FastlyApiError, match=r"deadline of 3 s exceeded .* after 1 tries"):
+        BillingHook(max_retries=0).get_invoice(2025, 1)
+    assert time.monotonic() - started < 15
+
+
 def endless(path: str, query: dict[str, str]) -> bytes:
     """A page with one invoice and a cursor never seen before, announcing 3 invoices in all."""
     n = int(query.get("cursor", "c0")[1:]) + 1
