@@ -404,12 +404,18 @@ class DuckDB(Dialect):
         self.conn.begin()
 
     def insert(self, table: str, frame: pd.DataFrame) -> None:
-        """The frame as Arrow, scanned by DuckDB natively (money stays ``decimal128``), inserted by column name."""
+        """
+        The frame as Arrow, scanned by DuckDB natively (money stays ``decimal128``), inserted by column name.
+
+        The view is a reader of the part's batches, not the table: a view dropped inside a transaction keeps
+        its object until the commit, and a reader, once scanned, holds no rows (every part's Arrow table would).
+        """
         columns = SCHEMA[table]
         view = f"fastly_billing_frame_{table}"
         select = ", ".join(f"CAST({c} AS {self.column_type(c, k)})" for c, k in columns.items())
+        data = arrow_table(frame, table)
         # On failure the view goes with the connection; unregistering inside an aborted transaction would fail.
-        self.conn.register(view, arrow_table(frame, table))
+        self.conn.register(view, pa.RecordBatchReader.from_batches(data.schema, data.to_batches()))
         self.conn.execute(
             f"INSERT INTO {self.tables.qualified(table)} ({', '.join(columns)}) SELECT {select} FROM {view}"
         )
