@@ -35,7 +35,7 @@ def rows(results: dict[str, Any]) -> list[str]:
                        f"{floor} | {_s(r['provider_s'])} | {_s(r['baseline_s'])} | **{r['ratio']:.2f}** "
                        f"| {r['target']} | {_met(r)} |")  # fmt: skip
     if fan := results.get("fanout"):
-        for name in ("postgres", "duckdb"):
+        for name in [n for n in ("postgres", "duckdb") if n in fan]:
             r = fan[name]
             low, high = r["invoices_1000"]["peak_mb"], r["invoices_10000"]["peak_mb"]
             out.append(f"| 5 | fan-out peak RSS into {name}, 1,000 → 10,000 invoices | {low:.0f} → {high:.0f} MB "

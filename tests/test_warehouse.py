@@ -84,6 +84,24 @@ def test_a_failed_load_leaves_the_warehouse_as_it_was(warehouse: Warehouse) -> N
     assert everything(warehouse) == before
 
 
+@pytest.mark.parametrize("warehouse", ["duckdb"], indirect=True)
+def test_a_duckdb_load_in_parts_keeps_no_part_once_written(warehouse: Warehouse) -> None:
+    """DuckDB holds a part's Arrow data for its INSERT only, not until the commit: memory holds one part, not all."""
+    import pyarrow as pa
+
+    from airflow_provider_fastly_billing.warehouse import Load, Rows, arrow_table
+
+    lines = pd.concat([frames_of(invoice(1)).line_items] * 500, ignore_index=True)
+    part_bytes = arrow_table(lines, "line_items").nbytes
+    with Load(warehouse.conn_id, tables=["line_items"], schema=warehouse.schema) as load:
+        before = pa.total_allocated_bytes()
+        for part in range(4):
+            load.write({"line_items": Rows(lines.assign(load_key=f"part/{part}"), [f"part/{part}"])})
+        held = pa.total_allocated_bytes() - before
+    assert held < part_bytes
+    assert warehouse.rows("SELECT COUNT(*) FROM {line_items}") == [(4 * len(lines),)]
+
+
 @every_warehouse
 def test_a_new_unknown_field_is_loaded_and_kept(warehouse: Warehouse) -> None:
     doc = invoice(9)
