@@ -29,14 +29,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
-import io
 import logging
 import os
 import random
 import re
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar, cast
 
 import pandas as pd
 import pyarrow as pa
@@ -62,16 +63,21 @@ from airflow_provider_fastly_billing.usage import SCHEMA as USAGE_SCHEMA
 from airflow_provider_fastly_billing.usage import load_key as usage_load_key
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 
     from airflow_provider_fastly_billing.frames import InvoiceFrames
 
 
 log = logging.getLogger(__name__)
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}", re.ASCII)
 BATCH_ROWS = 50_000
-COPY_ROWS = 100_000
+COPY_ROWS = 10_000
+"""Rows per CSV batch of a PostgreSQL ``COPY`` (about 5 MB of line items): the first is sent soon, memory stays flat."""
+COPY_READ = 1 << 20
+"""Bytes psycopg2 asks for per read of a ``COPY``'s data (its default, 8 KB, costs a Python call per 8 KB)."""
 KEY_BATCH = 500
 LOCK_TIMEOUT = 600.0
 """Seconds a load waits for other loads of the same warehouse before it fails (default 10 minutes)."""
@@ -476,24 +482,23 @@ class PostgreSQL(Dialect):
 
     def insert(self, table: str, frame: pd.DataFrame) -> None:
         """
-        The frame as Arrow, encoded by Arrow's CSV writer in chunks, through ``COPY FROM STDIN``.
+        The frame as Arrow, through one ``COPY FROM STDIN`` of CSV encoded in batches while earlier ones are sent.
 
-        Strings are always quoted and nulls never, so an empty string and a null stay apart; money is
-        written with its exact digits, times in UTC. psycopg2 (``copy_expert``) and psycopg 3
-        (``cursor.copy``) both work.
+        A thread encodes (Arrow's casts and CSV writer run without the GIL) up to two batches ahead of the
+        one being written, so the client encodes while the server parses. Strings are always quoted and nulls
+        never, so an empty string and a null stay apart; money is written with its exact digits, times in UTC.
+        psycopg2 (``copy_expert``) and psycopg 3 (``cursor.copy``) both work.
         """
         columns = list(SCHEMA[table])
         sql = f"COPY {self.tables.qualified(table)} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)"
-        options = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
-        for batch in _as_text(arrow_table(frame, table, timestamp_unit="us")).to_batches(COPY_ROWS):
-            out = pa.BufferOutputStream()
-            pa_csv.write_csv(batch, out, options)
-            encoded = out.getvalue()
+        batches = arrow_table(frame, table, timestamp_unit="us").to_batches(COPY_ROWS)
+        with contextlib.closing(_ahead(_csv, batches)) as chunks:
             if hasattr(self.cursor, "copy_expert"):
-                self.cursor.copy_expert(sql, io.BytesIO(encoded.to_pybytes()))
+                _copy_expert(self.cursor, sql, chunks)
             else:
                 with self.cursor.copy(sql) as copy:
-                    copy.write(memoryview(encoded))
+                    for chunk in chunks:
+                        copy.write(chunk)
 
 
 class SQLite(Dialect):
@@ -620,7 +625,14 @@ def _money(series: pd.Series) -> pa.Array:
         raise ValueError(f"column {series.name}: a value is not an exact number of {DECIMAL}: {exc}") from exc
 
 
-def _as_text(data: pa.Table) -> pa.Table:
+def _csv(batch: pa.RecordBatch) -> memoryview:
+    """A batch as CSV for ``COPY``: strings quoted, nulls empty, money and times as :func:`_as_text` writes them."""
+    out = pa.BufferOutputStream()
+    pa_csv.write_csv(_as_text(batch), out, pa_csv.WriteOptions(include_header=False, quoting_style="needed"))
+    return memoryview(out.getvalue())
+
+
+def _as_text(data: pa.RecordBatch) -> pa.RecordBatch:
     """
     Money and UTC times as text, by Arrow's casts: several times faster than its CSV writer formats them.
 
@@ -634,7 +646,62 @@ def _as_text(data: pa.Table) -> pa.Table:
             naive = pc.cast(column, pa.timestamp(column.type.unit))
             column = pc.binary_join_element_wise(pc.cast(naive, pa.string()), "+00", "")
         columns.append(column)
-    return pa.table(columns, names=data.column_names)
+    return pa.record_batch(columns, names=data.schema.names)
+
+
+def _ahead(work: Callable[[_In], _Out], items: Iterable[_In], depth: int = 2) -> Generator[_Out, None, None]:
+    """
+    ``work`` of each item, in order, done by a thread up to ``depth`` items ahead of the consumer.
+
+    An exception of ``work`` is raised to the consumer at its item; closing the iterator early cancels the
+    work not yet started and waits for the one running, so no thread outlives it.
+    """
+    pool = ThreadPoolExecutor(1, thread_name_prefix="fastly-billing-encode")
+    pending: deque[Future[_Out]] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(work, item))
+            if len(pending) > depth:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def _copy_expert(cursor: Any, sql: str, chunks: Iterator[memoryview]) -> None:
+    """
+    psycopg2's ``COPY FROM STDIN`` of the chunks; an error making them is raised as itself, not as the
+    ``QueryCanceled`` psycopg2 turns it into.
+    """
+    source = _Chunks(chunks)
+    try:
+        cursor.copy_expert(sql, source, size=COPY_READ)
+    except Exception:
+        if source.error is None:
+            raise
+        raise source.error from None
+
+
+class _Chunks:
+    """Byte chunks as the file ``copy_expert`` reads (at most ``size`` bytes a read); an error getting one is kept."""
+
+    def __init__(self, chunks: Iterator[memoryview]) -> None:
+        self.chunks, self.left = chunks, memoryview(b"")
+        self.error: Exception | None = None
+
+    def read(self, size: int) -> bytes:
+        try:
+            while not self.left:
+                chunk = next(self.chunks, None)
+                if chunk is None:
+                    return b""
+                self.left = chunk
+        except Exception as exc:
+            self.error = exc
+            raise
+        part, self.left = self.left[:size], self.left[size:]
+        return bytes(part)
 
 
 DIALECTS: dict[str, type[Dialect]] = {

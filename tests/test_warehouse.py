@@ -208,16 +208,23 @@ def test_placeholders_follow_each_dbapi_paramstyle(driver: str, style: str, sql:
 
 
 @pytest.mark.parametrize("driver", ["psycopg2", "psycopg"])
-def test_postgres_copy_is_exact_with_either_driver(driver: str) -> None:
-    """The COPY path with psycopg2 (copy_expert) and psycopg 3 (cursor.copy): every cent, '' apart from NULL."""
+def test_postgres_copy_is_exact_with_either_driver(driver: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    The COPY path with psycopg2 (copy_expert) and psycopg 3 (cursor.copy): every cent, '' apart from NULL.
+
+    Batches of 2 rows and reads of 7 bytes, so rows cross batches and reads cross rows within the one COPY.
+    """
     import importlib
     import uuid
 
+    from airflow_provider_fastly_billing import warehouse as warehouse_module
     from airflow_provider_fastly_billing.warehouse import INVOICE_TABLES, PostgreSQL, Tables
     from tests.conftest import postgres_available
 
     if not postgres_available():
         pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+    monkeypatch.setattr(warehouse_module, "COPY_ROWS", 2)
+    monkeypatch.setattr(warehouse_module, "COPY_READ", 7)
     doc = invoice(3)
     doc["line_items"][0]["credit_coupon_code"] = ""
     doc["line_items"][1]["credit_coupon_code"] = None
@@ -243,3 +250,58 @@ def test_postgres_copy_is_exact_with_either_driver(driver: str) -> None:
         conn.commit()
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("driver", ["psycopg2", "psycopg"])
+def test_postgres_copy_raises_an_encoding_error_as_itself_and_keeps_no_row(
+    driver: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error in the thread that encodes the COPY's batches reaches the caller unchanged; the COPY is undone."""
+    import importlib
+    import uuid
+
+    from airflow_provider_fastly_billing import warehouse as warehouse_module
+    from airflow_provider_fastly_billing.warehouse import PostgreSQL, Tables
+    from tests.conftest import postgres_available
+
+    if not postgres_available():
+        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+    encode = warehouse_module._csv
+
+    def failing_at_line_3(batch):
+        if batch["line_number"][0].as_py() == 3:
+            raise OverflowError("encoding line 3 failed")
+        return encode(batch)
+
+    monkeypatch.setattr(warehouse_module, "COPY_ROWS", 1)
+    monkeypatch.setattr(warehouse_module, "_csv", failing_at_line_3)
+    schema = f"copy_{driver}_{uuid.uuid4().hex[:8]}"
+    conn = importlib.import_module(driver).connect(host="127.0.0.1", user="postgres", dbname="test")
+    try:
+        dialect = PostgreSQL(None, conn, Tables(schema, "fastly_"), 10.0)
+        dialect.prepare(["line_items"])
+        conn.commit()
+        with pytest.raises(OverflowError, match="encoding line 3 failed"):
+            dialect.insert("line_items", frames_of(invoice(3)).line_items)
+        conn.rollback()
+        cursor = conn.cursor()
+        cursor.execute(f"SELECT COUNT(*) FROM {schema}.fastly_line_items")
+        assert cursor.fetchall() == [(0,)]
+        cursor.execute(f"DROP SCHEMA {schema} CASCADE")
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def test_work_done_ahead_stops_with_its_consumer() -> None:
+    """Closing the iterator early cancels the work not started and leaves no thread behind."""
+    import threading
+
+    from airflow_provider_fastly_billing.warehouse import _ahead
+
+    done: list[int] = []
+    items = _ahead(lambda n: done.append(n) or n, range(1000), depth=2)
+    assert [next(items), next(items)] == [0, 1]
+    items.close()
+    assert len(done) <= 5
+    assert not [t for t in threading.enumerate() if t.name.startswith("fastly-billing-encode")]
