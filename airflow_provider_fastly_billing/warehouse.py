@@ -34,10 +34,8 @@ import os
 import random
 import re
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
 
 import pandas as pd
 import pyarrow as pa
@@ -63,14 +61,12 @@ from airflow_provider_fastly_billing.usage import SCHEMA as USAGE_SCHEMA
 from airflow_provider_fastly_billing.usage import load_key as usage_load_key
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
 
     from airflow_provider_fastly_billing.frames import InvoiceFrames
 
 
 log = logging.getLogger(__name__)
-_In = TypeVar("_In")
-_Out = TypeVar("_Out")
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}", re.ASCII)
 BATCH_ROWS = 50_000
@@ -482,23 +478,22 @@ class PostgreSQL(Dialect):
 
     def insert(self, table: str, frame: pd.DataFrame) -> None:
         """
-        The frame as Arrow, through one ``COPY FROM STDIN`` of CSV encoded in batches while earlier ones are sent.
+        The frame as Arrow, through one ``COPY FROM STDIN`` of CSV encoded batch by batch as it is sent.
 
-        A thread encodes (Arrow's casts and CSV writer run without the GIL) up to two batches ahead of the
-        one being written, so the client encodes while the server parses. Strings are always quoted and nulls
-        never, so an empty string and a null stay apart; money is written with its exact digits, times in UTC.
-        psycopg2 (``copy_expert``) and psycopg 3 (``cursor.copy``) both work.
+        The server parses what the socket buffers hold while the next batch is encoded, so encoding and
+        parsing overlap without a thread. Strings are always quoted and nulls never, so an empty string and
+        a null stay apart; money is written with its exact digits, times in UTC. psycopg2 (``copy_expert``)
+        and psycopg 3 (``cursor.copy``) both work.
         """
         columns = list(SCHEMA[table])
         sql = f"COPY {self.tables.qualified(table)} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)"
-        batches = arrow_table(frame, table, timestamp_unit="us").to_batches(COPY_ROWS)
-        with contextlib.closing(_ahead(_csv, batches)) as chunks:
-            if hasattr(self.cursor, "copy_expert"):
-                _copy_expert(self.cursor, sql, chunks)
-            else:
-                with self.cursor.copy(sql) as copy:
-                    for chunk in chunks:
-                        copy.write(chunk)
+        chunks = map(_csv, arrow_table(frame, table, timestamp_unit="us").to_batches(COPY_ROWS))
+        if hasattr(self.cursor, "copy_expert"):
+            _copy_expert(self.cursor, sql, chunks)
+        else:
+            with self.cursor.copy(sql) as copy:
+                for chunk in chunks:
+                    copy.write(chunk)
 
 
 class SQLite(Dialect):
@@ -647,26 +642,6 @@ def _as_text(data: pa.RecordBatch) -> pa.RecordBatch:
             column = pc.binary_join_element_wise(pc.cast(naive, pa.string()), "+00", "")
         columns.append(column)
     return pa.record_batch(columns, names=data.schema.names)
-
-
-def _ahead(work: Callable[[_In], _Out], items: Iterable[_In], depth: int = 2) -> Generator[_Out, None, None]:
-    """
-    ``work`` of each item, in order, done by a thread up to ``depth`` items ahead of the consumer.
-
-    An exception of ``work`` is raised to the consumer at its item; closing the iterator early cancels the
-    work not yet started and waits for the one running, so no thread outlives it.
-    """
-    pool = ThreadPoolExecutor(1, thread_name_prefix="fastly-billing-encode")
-    pending: deque[Future[_Out]] = deque()
-    try:
-        for item in items:
-            pending.append(pool.submit(work, item))
-            if len(pending) > depth:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-    finally:
-        pool.shutdown(cancel_futures=True)
 
 
 def _copy_expert(cursor: Any, sql: str, chunks: Iterator[memoryview]) -> None:
