@@ -29,17 +29,6 @@ STREAM_ABOVE = 1 << 20
 FETCHED = datetime(2025, 7, 1, tzinfo=timezone.utc)
 
 
-class _LargeAnswer(FastlySimulator):
-    """The simulator, answering June 2025 with ``invoice``: a few MB, thousands of line items."""
-
-    def __init__(self, invoice: dict[str, Any]) -> None:
-        super().__init__()
-        self.large = invoice
-
-    def invoice(self, customer_id: str, year: int, month: int) -> dict[str, Any]:
-        return self.large if (year, month) == (2025, 6) else super().invoice(customer_id, year, month)
-
-
 def large_invoice() -> dict[str, Any]:
     """A real-shaped v2 invoice with :data:`LINE_ITEMS` line items, their lines numbered in order."""
     invoice = parse_json(to_json(FastlySimulator().invoice(FastlySimulator().customer_id, 2025, 6)))
@@ -54,7 +43,7 @@ def serve(connect) -> Iterator[Any]:
     started: list[FastlySimulator] = []
 
     def start(invoice: dict[str, Any]) -> FastlySimulator:
-        sim = _LargeAnswer(invoice).start()
+        sim = FastlySimulator(fixed_invoices={(2025, 6): invoice}).start()
         started.append(sim)
         connect("fastly_default", {**sim.connection(), "extra": {"stream_body_bytes": STREAM_ABOVE}})
         return sim

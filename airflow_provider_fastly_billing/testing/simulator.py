@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 from airflow_provider_fastly_billing.testing import invoices, usage
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable, Iterator, Mapping
 
 DEFAULT_TOKEN = "sim-billing-token"
 NO_BILLING_TOKEN = "sim-token-without-billing"
@@ -103,6 +103,8 @@ class FastlySimulator:
         answers do (Fastly's own client rejects those).
     :param unattributed_share: the share of each usage type's units that no service accounts for in
         the service usage metrics (``Decimal("0.05")`` for 5 %).
+    :param fixed_invoices: v2 invoices served as they are for their ``(year, month)``, to every customer
+        (a very large answer, say).
 
     Set :attr:`repeat_cursor` to make v3 paging loop (every page points back to the second one).
     """
@@ -124,6 +126,7 @@ class FastlySimulator:
         pdf_padding: int = 0,
         string_amounts: bool = False,
         unattributed_share: Decimal = Decimal(0),
+        fixed_invoices: Mapping[tuple[int, int], dict[str, Any]] | None = None,
     ) -> None:
         self.token = token
         self.customers = [invoices.base62(f"customer:{n}") for n in range(account_customers)]
@@ -138,6 +141,7 @@ class FastlySimulator:
         self.pdf_padding = pdf_padding
         self.string_amounts = string_amounts
         self.unattributed_share = Decimal(unattributed_share)
+        self.fixed_invoices: dict[tuple[int, int], dict[str, Any]] = dict(fixed_invoices or {})
         self.repeat_cursor = False
         self.requests: list[RecordedRequest] = []
         self.faults: deque[Fault] = deque()
@@ -256,6 +260,8 @@ class FastlySimulator:
 
     def invoice(self, customer_id: str, year: int, month: int) -> dict[str, Any]:
         """The v2 invoice (``BillingResponse``) of a customer's month."""
+        if (year, month) in self.fixed_invoices:
+            return self.fixed_invoices[year, month]
         now = time.gmtime()
         status = "Pending" if (year, month) == (now.tm_year, now.tm_mon) else "Paid"
         body = invoices.v2_invoice(self.charges(customer_id, year, month), status)
