@@ -551,7 +551,7 @@ class _Doc:
     """
 
     label: str
-    items: str
+    items_path: str
     fields: Mapping[str, str]
     tables: Columns
     item_rows: list[Mapping[str, Any]] = dataclasses.field(default_factory=list)
@@ -651,8 +651,8 @@ def _field_of_item(doc: _Doc, row: int, column: str) -> str:
     number = doc.tables["line_items"]["line_number"][row]
     position = doc.offset + row
     line = number if type(number) is int and column != "line_number" else position + 1
-    index = "" if line == position + 1 else f" ({doc.items}[{position}])"
-    return f"line {line} of {doc.items}{index}, field {column}"
+    index = "" if line == position + 1 else f" ({doc.items_path}[{position}])"
+    return f"line {line} of {doc.items_path}{index}, field {column}"
 
 
 def _field_of_region(doc: _Doc, row: int, column: str) -> str:
